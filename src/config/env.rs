@@ -1,0 +1,1 @@
+//! ${VAR} substitution (stub).

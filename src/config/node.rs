@@ -1,0 +1,1 @@
+//! The spanned YAML tree (stub).

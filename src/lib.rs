@@ -1,0 +1,4 @@
+//! hookgate: a rule-based webhook gateway.
+pub mod config;
+pub mod queue;
+pub mod templates;

@@ -1,0 +1,1 @@
+//! A conformance suite every DeliveryStore runs (stub).

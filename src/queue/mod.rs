@@ -1,0 +1,78 @@
+//! The durable queue: where accepted events and their deliveries live until done.
+//!
+//! [`DeliveryStore`] is the narrow interface the rest of hookgate uses; ingress
+//! calls [`DeliveryStore::enqueue`], the delivery engine claims due deliveries
+//! and records each attempt's outcome. Backends sit behind it:
+//!
+//! - [`sqlite`]: the default, embedded, one writer thread with group commit.
+//! - redis (DESIGN.md section 9) will implement the same trait, and run the same
+//!   conformance suite ([`conformance`]).
+//!
+//! A stored delivery names its target; it never holds one. This module does not
+//! import `targets` or `delivery`.
+//!
+//! Times are unix milliseconds (`i64`) handed in by the caller, so a test clock
+//! moves the store's notion of "now" as well.
+
+#[doc(hidden)]
+pub mod conformance;
+mod record;
+pub mod sqlite;
+mod signal;
+
+use std::future::Future;
+use std::pin::Pin;
+
+pub use record::*;
+pub use signal::WorkSignal;
+
+/// A boxed future returned by store operations (object-safe async).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be written (disk full, permissions, I/O error, closed).
+    /// Ingress answers 503 `queue_unavailable`; nothing was acknowledged.
+    #[error("queue unavailable: {0}")]
+    Unavailable(String),
+    /// The store could not be opened (locked by another process, bad path, newer format).
+    #[error("cannot open queue: {0}")]
+    Open(String),
+}
+
+/// The durable store of events and their deliveries.
+///
+/// Implementations must make [`enqueue`](DeliveryStore::enqueue) durable before
+/// its future resolves: ingress answers 202 only after it does.
+pub trait DeliveryStore: Send + Sync + 'static {
+    /// Store one event and all its deliveries atomically (and durably).
+    /// Deliveries start `pending`, due at `event.received_at_ms`.
+    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, ()>;
+
+    /// Claim up to `limit` deliveries of `target` that are due at `now_ms`
+    /// (state `pending` or `retrying`), oldest due first and, among equals, in
+    /// acceptance order. Each becomes `in_flight` under a fresh lease.
+    fn claim_due(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claim>>;
+
+    /// Record the outcome of one attempt on a claimed delivery. Ignored (and
+    /// reported as [`Completed::StaleLease`]) when the lease no longer matches.
+    fn complete(&self, completion: Completion) -> StoreFuture<'_, Completed>;
+
+    /// Give back a claimed delivery that was not attempted (shutdown, paused
+    /// target): it returns to its previous state, no attempt counted.
+    fn release(&self, delivery_id: DeliveryId, lease: LeaseToken) -> StoreFuture<'_, ()>;
+
+    /// The earliest due time among `target`'s `pending`/`retrying` deliveries.
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>>;
+
+    /// One delivery with every attempt and its event, if it exists.
+    fn delivery(&self, id: DeliveryId) -> StoreFuture<'_, Option<DeliveryDetail>>;
+
+    /// Succeeds when the store is open and writable (for `/readyz`).
+    fn check_writable(&self) -> StoreFuture<'_, ()>;
+
+    /// Signalled (per target) whenever new work may be due, so the delivery
+    /// engine waits instead of polling.
+    fn work_signal(&self) -> &WorkSignal;
+}

@@ -1,0 +1,1 @@
+//! The SQLite delivery store (stub).
