@@ -1,4 +1,168 @@
 //! hookgate: a rule-based webhook gateway.
+//!
+//! A provider POSTs signed events; hookgate verifies them, routes them by YAML
+//! rules, stores them durably, and delivers them re-signed to each target,
+//! retrying until they land. DESIGN.md is the contract; this is the map.
+//!
+//! # Layout (data flows one way, top to bottom)
+//!
+//! | module | job |
+//! |---|---|
+//! | [`config`] | YAML → validated, typed [`config::Config`] (leaf, pure) |
+//! | [`templates`] | minijinja environment, filters, render context (leaf) |
+//! | [`signing`] | HMAC sign/verify and header formats (leaf, pure) |
+//! | [`metrics`] | metric names and typed helpers (leaf) |
+//! | [`clock`] | wall-clock milliseconds behind a trait (leaf) |
+//! | [`verify`] | inbound source verification, built on `signing` (pure) |
+//! | [`rules`] | routes compiled into a [`rules::RoutePlan`]; event → deliveries (pure) |
+//! | [`snapshot`] | the live config: `Config` + `RoutePlan`, swapped atomically |
+//! | [`queue`] | the [`queue::DeliveryStore`] trait and its SQLite backend |
+//! | [`ingress`] | the webhook listener: verify → decode → route → enqueue → 202 |
+//! | [`targets`] | sending one attempt: http, log (slack, email: config only yet) |
+//! | [`delivery`] | per-target workers: claim → attempt → record, retry policy |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+//!
+//! `ingress` never imports `delivery` or `targets`; `delivery` never imports
+//! `ingress`; `queue` never imports either. Only this file and `main.rs` wire
+//! them together: [`run`] is the whole server.
+
+pub mod admin;
+pub mod clock;
 pub mod config;
+pub mod delivery;
+mod error_body;
+pub mod ingress;
+pub mod metrics;
 pub mod queue;
+pub mod rules;
+pub mod signing;
+pub mod snapshot;
+pub mod targets;
 pub mod templates;
+pub mod verify;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, QueueBackend};
+use crate::delivery::Dispatcher;
+use crate::delivery::worker::WorkerContext;
+use crate::ingress::conn::{self, ConnLimits};
+use crate::queue::DeliveryStore;
+use crate::queue::sqlite::SqliteStore;
+use crate::snapshot::Snapshot;
+use crate::targets::Senders;
+
+/// Limits for the admin listener (not configurable: it serves probes).
+const ADMIN_LIMITS: ConnLimits = ConnLimits {
+    max_connections: 256,
+    read_timeout: std::time::Duration::from_secs(10),
+};
+
+/// The two listeners, bound by the caller (port 0 in tests).
+pub struct Listeners {
+    pub ingress: TcpListener,
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Bind `server.listen` and `admin.listen`.
+    pub async fn bind(config: &Config) -> Result<Listeners, RunError> {
+        let ingress = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|e| RunError::Bind(format!("server.listen {}: {e}", config.server.listen)))?;
+        let admin = TcpListener::bind(config.admin.listen)
+            .await
+            .map_err(|e| RunError::Bind(format!("admin.listen {}: {e}", config.admin.listen)))?;
+        Ok(Listeners { ingress, admin })
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {0}")]
+    Bind(String),
+    #[error(transparent)]
+    Store(#[from] queue::StoreError),
+    #[error("queue backend `redis` is not supported by this build yet; use `backend: sqlite`")]
+    UnsupportedBackend,
+    #[error(transparent)]
+    Senders(#[from] targets::SenderError),
+}
+
+/// Open the store a config asks for.
+pub fn open_store(config: &Config) -> Result<Arc<dyn DeliveryStore>, RunError> {
+    match &config.queue.backend {
+        QueueBackend::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path)?)),
+        QueueBackend::Redis { .. } => Err(RunError::UnsupportedBackend),
+    }
+}
+
+/// Run hookgate until `shutdown` resolves, then stop gracefully: stop
+/// accepting, let requests and delivery attempts in flight finish within
+/// `server.shutdown_timeout`, and leave everything else queued.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = open_store(&config)?;
+    let senders = Arc::new(Senders::new()?);
+    let drain = config.server.shutdown_timeout;
+    let limits = ConnLimits {
+        max_connections: config.server.max_connections,
+        read_timeout: config.server.read_timeout,
+    };
+    let live = snapshot::live(Snapshot::new(config, clock.now_ms()));
+    let stop = CancellationToken::new();
+
+    let ingress_state = Arc::new(ingress::Ingress {
+        live: live.clone(),
+        store: store.clone(),
+        clock: clock.clone(),
+    });
+    let ingress_addr = listeners.ingress.local_addr().ok();
+    let ingress_task = tokio::spawn(conn::serve(
+        listeners.ingress,
+        warp::service(ingress::filter(ingress_state)),
+        limits,
+        stop.clone(),
+        drain,
+    ));
+    let admin_state = Arc::new(admin::Admin {
+        store: store.clone(),
+        metrics: metrics::install(),
+    });
+    let admin_addr = listeners.admin.local_addr().ok();
+    let admin_task = tokio::spawn(conn::serve(
+        listeners.admin,
+        warp::service(admin::filter(admin_state)),
+        ADMIN_LIMITS,
+        stop.clone(),
+        drain,
+    ));
+    let dispatcher = Dispatcher::start(WorkerContext {
+        live: live.clone(),
+        store: store.clone(),
+        senders,
+        clock,
+    });
+    tracing::info!(
+        listen = ?ingress_addr,
+        admin = ?admin_addr,
+        "hookgate is running"
+    );
+
+    shutdown.await;
+    tracing::info!("shutting down: no longer accepting; finishing requests and deliveries in flight");
+    stop.cancel();
+    let (_, _, ()) = tokio::join!(ingress_task, admin_task, dispatcher.shutdown(drain));
+    tracing::info!("stopped");
+    Ok(())
+}

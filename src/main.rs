@@ -1,1 +1,252 @@
-fn main(){}
+//! The `hookgate` command line: parse arguments, load config, set up logging,
+//! run a command, and map the outcome to an exit code. Everything else lives
+//! in the library.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hookgate::config::{self, LoadOptions, Loaded};
+
+#[derive(Parser)]
+#[command(name = "hookgate", version, about = "A rule-based webhook gateway")]
+struct Cli {
+    /// Log format (stderr). The filter comes from HOOKGATE_LOG (default `info`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Validate a config file; print a summary and any warnings.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Leave unset ${VAR}s as their literal text (validate without secrets).
+        #[arg(long)]
+        allow_missing_env: bool,
+    },
+    /// Print the x-signature (hex HMAC-SHA256) of a body.
+    Sign {
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// The body file, or `-` for standard input.
+        #[arg(default_value = "-")]
+        file: String,
+    },
+    /// Sign a body and POST it to URL; print the status and the response.
+    Send {
+        /// Where to POST (e.g. http://127.0.0.1:8080/webhooks/outrival).
+        url: String,
+        #[command(flatten)]
+        secret: SecretArgs,
+        /// The body file, or `-` for standard input.
+        file: String,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// The config file.
+    #[arg(short = 'c', long = "config", env = "HOOKGATE_CONFIG", default_value = "rules.yaml")]
+    path: PathBuf,
+}
+
+/// Where the signing secret comes from (argv is visible to other users:
+/// prefer --secret-env or --secret-file).
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct SecretArgs {
+    /// The secret itself.
+    #[arg(long)]
+    secret: Option<String>,
+    /// The name of an environment variable holding the secret.
+    #[arg(long)]
+    secret_env: Option<String>,
+    /// A file holding the secret (one trailing newline is ignored).
+    #[arg(long)]
+    secret_file: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config.path),
+        Command::Check {
+            config,
+            allow_missing_env,
+        } => check(&config.path, allow_missing_env),
+        Command::Sign { secret, file } => sign(&secret, &file),
+        Command::Send { url, secret, file } => send(&url, &secret, &file),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Load a config, printing every diagnostic on failure.
+fn load(path: &Path, allow_missing_env: bool) -> Option<Loaded> {
+    match config::load_file(path, &LoadOptions::from_process_env(allow_missing_env)) {
+        Ok(loaded) => Some(loaded),
+        Err(e) => {
+            eprintln!("{e}");
+            let n = e.errors().count();
+            eprintln!("{}: {n} error{} found", path.display(), if n == 1 { "" } else { "s" });
+            None
+        }
+    }
+}
+
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load(path, false) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("{w}");
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let listeners = hookgate::Listeners::bind(&loaded.config).await?;
+        hookgate::run(loaded.config, listeners, shutdown_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn check(path: &Path, allow_missing_env: bool) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load(path, allow_missing_env) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    println!("{}", hookgate::config::summary(&loaded.config));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_secret(args: &SecretArgs) -> anyhow::Result<String> {
+    if let Some(s) = &args.secret {
+        return Ok(s.clone());
+    }
+    if let Some(var) = &args.secret_env {
+        return std::env::var(var).with_context(|| format!("environment variable {var} is not set"));
+    }
+    if let Some(path) = &args.secret_file {
+        let mut s = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the secret file {}", path.display()))?;
+        if s.ends_with('\n') {
+            s.pop();
+            if s.ends_with('\r') {
+                s.pop();
+            }
+        }
+        return Ok(s);
+    }
+    bail!("give the secret with --secret, --secret-env or --secret-file")
+}
+
+fn read_body(file: &str) -> anyhow::Result<Vec<u8>> {
+    if file == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read the body from standard input")?;
+        Ok(buf)
+    } else {
+        std::fs::read(file).with_context(|| format!("cannot read the body file {file}"))
+    }
+}
+
+fn sign(secret: &SecretArgs, file: &str) -> anyhow::Result<ExitCode> {
+    let secret = read_secret(secret)?;
+    let body = read_body(file)?;
+    println!("{}", hookgate::signing::sign_hex(secret.as_bytes(), &body));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn send(url: &str, secret: &SecretArgs, file: &str) -> anyhow::Result<ExitCode> {
+    let secret = read_secret(secret)?;
+    let body = read_body(file)?;
+    let signature = hookgate::signing::sign_hex(secret.as_bytes(), &body);
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .user_agent(hookgate::targets::http::USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .context("cannot build the HTTP client")?;
+        let response = client
+            .post(url)
+            .header("content-type", "application/json")
+            .header("x-signature", signature)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach {url}: {}", e.without_url()))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        println!("{status}");
+        if !text.is_empty() {
+            println!("{text}");
+        }
+        Ok(if status.is_success() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}

@@ -70,3 +70,34 @@ pub fn load_bytes(
 ) -> Result<Loaded, ConfigError> {
     build::build(path, bytes, options)
 }
+
+/// A one-paragraph human summary of a valid config, for `hookgate check`.
+pub fn summary(config: &Config) -> String {
+    let disabled = config.targets.iter().filter(|t| !t.enabled).count();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let mut out = format!(
+        "{}: OK ({}, {} ({} disabled), {})",
+        config.file.display(),
+        plural(config.sources.len(), "source"),
+        plural(config.targets.len(), "target"),
+        disabled,
+        plural(config.routes.len(), "route"),
+    );
+    for s in &config.sources {
+        out.push_str(&format!("\n  source {} at {}", s.name, s.path));
+    }
+    for t in &config.targets {
+        let state = if t.enabled { "" } else { " (disabled)" };
+        out.push_str(&format!("\n  target {} [{}]{state}", t.name, t.kind_name()));
+    }
+    for r in &config.routes {
+        let targets: Vec<&str> = r.targets.iter().map(|&id| config.target(id).name.as_str()).collect();
+        let stop = if r.stop { ", stop" } else { "" };
+        out.push_str(&format!("\n  route {} -> {}{stop}", r.name, targets.join(", ")));
+    }
+    if !config.unmatched.is_empty() {
+        let targets: Vec<&str> = config.unmatched.iter().map(|&id| config.target(id).name.as_str()).collect();
+        out.push_str(&format!("\n  unmatched -> {}", targets.join(", ")));
+    }
+    out
+}

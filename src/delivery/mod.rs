@@ -1,0 +1,67 @@
+//! Delivery: the second half of the pipeline, from the queue to the targets.
+//!
+//! The [`Dispatcher`] runs one [`worker`] per target that this build can send
+//! to. A worker claims due deliveries from the store (a lease per claim),
+//! attempts them through [`crate::targets::Senders`] using the target's
+//! *current* config, and records the outcome: delivered, retry at T
+//! ([`retry`]), or dead with a reason.
+//!
+//! Never imports `ingress`.
+
+pub mod retry;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::targets::Senders;
+use worker::WorkerContext;
+
+/// Runs the per-target workers.
+pub struct Dispatcher {
+    workers: JoinSet<()>,
+    stop: CancellationToken,
+}
+
+impl Dispatcher {
+    /// Start a worker for every target of the current config that this build
+    /// can deliver to. Deliveries for the others stay pending (and are logged).
+    pub fn start(ctx: WorkerContext) -> Dispatcher {
+        let ctx = Arc::new(ctx);
+        let stop = CancellationToken::new();
+        let mut workers = JoinSet::new();
+        let snapshot = ctx.live.load_full();
+        for target in &snapshot.config.targets {
+            if !Senders::supports(target) {
+                tracing::warn!(
+                    target = %target.name,
+                    kind = target.kind_name(),
+                    "this build does not deliver to {} targets yet; its deliveries stay queued",
+                    target.kind_name()
+                );
+                continue;
+            }
+            workers.spawn(worker::run(ctx.clone(), target.name.clone(), stop.clone()));
+        }
+        Dispatcher { workers, stop }
+    }
+
+    /// Stop claiming, let attempts in flight finish within `deadline`, then
+    /// cut off the rest: their deliveries stay `in_flight` in the store and
+    /// are attempted again after restart, that attempt not counted.
+    pub async fn shutdown(mut self, deadline: Duration) {
+        self.stop.cancel();
+        let drained = tokio::time::timeout(deadline, async {
+            while self.workers.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("delivery attempts still running after {deadline:?}; cutting them off");
+            self.workers.abort_all();
+            while self.workers.join_next().await.is_some() {}
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Every way ingress can refuse a request, and the one place each becomes an
+//! HTTP answer (DESIGN.md section 4).
+//!
+//! Bodies are always `{"error": CODE, "message": TEXT}`. Messages never echo a
+//! secret, a signature or the request body.
+
+use std::time::Duration;
+
+use http::StatusCode;
+use warp::reply::Response;
+
+pub use crate::error_body::error_response;
+
+use crate::metrics::RequestOutcome;
+use crate::verify::VerifyError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngressError {
+    #[error("no webhook source is configured at this path")]
+    NotFound,
+    #[error("this webhook path accepts POST only")]
+    MethodNotAllowed,
+    #[error("the body is larger than the {limit}-byte limit (server.max_body_bytes)")]
+    PayloadTooLarge { limit: u64 },
+    #[error("the request was not complete within {0:?} (server.read_timeout)")]
+    RequestTimeout(Duration),
+    #[error("the request body could not be read")]
+    BodyAborted,
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("this source's rate limit is exceeded; retry later")]
+    RateLimited { retry_after: Duration },
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    InvalidEvent(String),
+    #[error("the queue is full; retry later")]
+    QueueFull { retry_after: Duration },
+    #[error("the queue cannot be written right now; retry later")]
+    QueueUnavailable { retry_after: Duration },
+}
+
+impl warp::reject::Reject for IngressError {}
+
+impl IngressError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            IngressError::NotFound => StatusCode::NOT_FOUND,
+            IngressError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            IngressError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngressError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            IngressError::BodyAborted => StatusCode::BAD_REQUEST,
+            IngressError::Verify(VerifyError::InvalidSignature) => StatusCode::FORBIDDEN,
+            IngressError::Verify(_) => StatusCode::UNAUTHORIZED,
+            IngressError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            IngressError::InvalidJson(_) | IngressError::InvalidEvent(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            IngressError::QueueFull { .. } | IngressError::QueueUnavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    /// The metrics outcome, which is also the `error` code of the body.
+    pub fn outcome(&self) -> RequestOutcome {
+        match self {
+            IngressError::NotFound => RequestOutcome::NotFound,
+            IngressError::MethodNotAllowed => RequestOutcome::MethodNotAllowed,
+            IngressError::PayloadTooLarge { .. } => RequestOutcome::PayloadTooLarge,
+            IngressError::RequestTimeout(_) => RequestOutcome::RequestTimeout,
+            IngressError::BodyAborted => RequestOutcome::InvalidJson,
+            IngressError::Verify(VerifyError::MissingSignature(_)) => {
+                RequestOutcome::MissingSignature
+            }
+            IngressError::Verify(VerifyError::MalformedSignature(_)) => {
+                RequestOutcome::MalformedSignature
+            }
+            IngressError::Verify(VerifyError::InvalidSignature) => RequestOutcome::InvalidSignature,
+            IngressError::RateLimited { .. } => RequestOutcome::RateLimited,
+            IngressError::InvalidJson(_) => RequestOutcome::InvalidJson,
+            IngressError::InvalidEvent(_) => RequestOutcome::InvalidEvent,
+            IngressError::QueueFull { .. } => RequestOutcome::QueueFull,
+            IngressError::QueueUnavailable { .. } => RequestOutcome::QueueUnavailable,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            IngressError::BodyAborted => "bad_request",
+            other => other.outcome().as_str(),
+        }
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            IngressError::RateLimited { retry_after }
+            | IngressError::QueueFull { retry_after }
+            | IngressError::QueueUnavailable { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+
+    /// The HTTP answer for this error.
+    pub fn into_response(self) -> Response {
+        let mut resp = error_response(self.status(), self.code(), &self.to_string());
+        let headers = resp.headers_mut();
+        if let IngressError::MethodNotAllowed = self {
+            headers.insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+        }
+        if let Some(after) = self.retry_after() {
+            let secs = after.as_secs().max(1);
+            headers.insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        if matches!(
+            self,
+            IngressError::PayloadTooLarge { .. } | IngressError::RequestTimeout(_)
+        ) {
+            // The rest of the body was not read: the connection cannot be reused.
+            headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
+        resp
+    }
+}

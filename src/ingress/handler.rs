@@ -1,0 +1,189 @@
+//! The webhook handler: one request through the first half of the pipeline.
+//!
+//! source lookup (404/405) → body under limit and deadline (413/408) →
+//! verify (401/403) → decode (400) → route → enqueue (durable) → 202.
+//! The order is DESIGN.md section 4's; nothing here does network I/O beyond
+//! answering, and the store call is the only await that can take long.
+
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use futures_util::Stream;
+use http::{HeaderMap, Method};
+use serde::Serialize;
+use uuid::Uuid;
+use warp::Reply;
+use warp::reply::Response;
+
+use super::Ingress;
+use super::body::read_limited;
+use super::conn::RequestStart;
+use super::error::IngressError;
+use super::event::{DecodeError, decode};
+use crate::metrics::{self, RequestOutcome};
+use crate::queue::{NewDelivery, NewEvent, StoreError};
+use crate::rules::UNMATCHED_ROUTE;
+
+/// How long a client is asked to wait when the queue cannot take the event.
+const QUEUE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The inbound request, as the warp filter extracted it.
+pub struct Inbound<S> {
+    pub path: warp::path::FullPath,
+    pub method: Method,
+    pub headers: HeaderMap,
+    pub start: Option<RequestStart>,
+    pub body: S,
+}
+
+#[derive(Serialize)]
+struct Accepted<'a> {
+    id: Uuid,
+    routes: Vec<&'a str>,
+    deliveries: Vec<AcceptedDelivery<'a>>,
+}
+
+#[derive(Serialize)]
+struct AcceptedDelivery<'a> {
+    target: &'a str,
+    id: Uuid,
+}
+
+/// Handle one request to a webhook path; errors become section 4 answers in
+/// the filter's `recover`.
+pub async fn handle<S, B>(
+    inbound: Inbound<S>,
+    state: Arc<Ingress>,
+) -> Result<Response, warp::Rejection>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let snapshot = state.live.load_full();
+    let config = &snapshot.config;
+    let Some(source) = config.source_by_path(inbound.path.as_str()) else {
+        metrics::request("", RequestOutcome::NotFound);
+        return Err(warp::reject::custom(IngressError::NotFound));
+    };
+    match accept(inbound, &state, &snapshot, source).await {
+        Ok((response, outcome)) => {
+            metrics::request(&source.name, outcome);
+            Ok(response)
+        }
+        Err(e) => {
+            metrics::request(&source.name, e.outcome());
+            tracing::debug!(source = %source.name, error = %e, "request refused");
+            Err(warp::reject::custom(e))
+        }
+    }
+}
+
+async fn accept<S, B>(
+    inbound: Inbound<S>,
+    state: &Ingress,
+    snapshot: &crate::snapshot::Snapshot,
+    source: &crate::config::Source,
+) -> Result<(Response, RequestOutcome), IngressError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let config = &snapshot.config;
+    if inbound.method != Method::POST {
+        return Err(IngressError::MethodNotAllowed);
+    }
+
+    let server = &config.server;
+    let start = inbound
+        .start
+        .map_or_else(std::time::Instant::now, |s| s.0);
+    let deadline = tokio::time::Instant::from_std(start) + server.read_timeout;
+    let content_length = inbound
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let body: Bytes = read_limited(
+        inbound.body,
+        content_length,
+        server.max_body_bytes,
+        deadline,
+        server.read_timeout,
+    )
+    .await?;
+
+    crate::verify::verify(&source.verify, &inbound.headers, &body)?;
+
+    let event = decode(&body, source.schema, source.strict).map_err(|e| match e {
+        DecodeError::InvalidJson(m) => IngressError::InvalidJson(m),
+        DecodeError::InvalidEvent(m) => IngressError::InvalidEvent(m),
+    })?;
+    let outcome = if event.schema_issues.is_empty() {
+        RequestOutcome::Accepted
+    } else {
+        tracing::warn!(
+            source = %source.name,
+            issues = ?event.schema_issues,
+            "accepted an event that does not fit its schema"
+        );
+        RequestOutcome::SchemaWarning
+    };
+
+    let decision = snapshot.plan.route(config, &event.value);
+    let event_id = Uuid::now_v7();
+    let deliveries: Vec<NewDelivery> = decision
+        .deliveries
+        .iter()
+        .map(|d| NewDelivery {
+            id: Uuid::now_v7(),
+            target: config.target(d.target).name.clone(),
+            route: d
+                .route
+                .map_or(UNMATCHED_ROUTE, |r| config.routes[r].name.as_str())
+                .to_owned(),
+        })
+        .collect();
+    let new_event = NewEvent {
+        id: event_id,
+        source: source.name.clone(),
+        received_at_ms: state.clock.now_ms(),
+        body,
+        deliveries,
+    };
+    let stored = new_event.deliveries.clone();
+    state.store.enqueue(new_event).await.map_err(|e| {
+        tracing::error!(source = %source.name, error = %e, "could not store an event; answered 503");
+        match e {
+            StoreError::Unavailable(_) | StoreError::Open(_) => IngressError::QueueUnavailable {
+                retry_after: QUEUE_RETRY_AFTER,
+            },
+        }
+    })?;
+
+    let routes: Vec<&str> = decision
+        .matched
+        .iter()
+        .map(|&r| config.routes[r].name.as_str())
+        .collect();
+    for route in &routes {
+        metrics::event_routed(route);
+    }
+    if decision.matched.is_empty() && !stored.is_empty() {
+        metrics::event_routed(UNMATCHED_ROUTE);
+    }
+    let body = Accepted {
+        id: event_id,
+        routes,
+        deliveries: stored
+            .iter()
+            .map(|d| AcceptedDelivery {
+                target: &d.target,
+                id: d.id,
+            })
+            .collect(),
+    };
+    let response =
+        warp::reply::with_status(warp::reply::json(&body), http::StatusCode::ACCEPTED)
+            .into_response();
+    Ok((response, outcome))
+}

@@ -1,0 +1,82 @@
+//! Ingress: the webhook listener, the first half of the pipeline.
+//!
+//! ```text
+//! conn (accept, caps, timing) -> filter (warp) -> handler:
+//!   source lookup -> body -> verify -> decode -> route -> enqueue -> 202
+//! ```
+//!
+//! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop.
+//! - [`body`]: reading a body under `max_body_bytes` and the read deadline.
+//! - [`event`]: JSON object, depth limit, the OutRival schema (lenient or strict).
+//! - [`handler`]: the steps above in DESIGN.md section 4's order.
+//! - [`error`]: every refusal and the one place it becomes an HTTP answer.
+//!
+//! Source paths are looked up in the live snapshot per request, so a reload
+//! adds or removes paths without restarting the listener. Ingress never
+//! imports `delivery` or `targets`.
+
+mod body;
+pub mod conn;
+pub mod error;
+pub mod event;
+mod handler;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use warp::{Filter, Rejection, Reply};
+
+use crate::clock::Clock;
+use crate::queue::DeliveryStore;
+use crate::snapshot::LiveConfig;
+use conn::RequestStart;
+use error::{IngressError, error_response};
+use handler::Inbound;
+
+/// What the webhook handler needs: the live config, the store, the clock.
+pub struct Ingress {
+    pub live: LiveConfig,
+    pub store: Arc<dyn DeliveryStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The warp filter for every webhook request.
+pub fn filter(
+    state: Arc<Ingress>,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
+{
+    warp::path::full()
+        .and(warp::method())
+        .and(warp::header::headers_cloned())
+        .and(warp::ext::optional::<RequestStart>())
+        .and(warp::body::stream())
+        .map(|path, method, headers, start, body| Inbound {
+            path,
+            method,
+            headers,
+            start,
+            body,
+        })
+        .and(warp::any().map(move || state.clone()))
+        .and_then(handler::handle)
+        .recover(recover)
+        .unify()
+}
+
+/// The one place rejections become section 4 answers.
+async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    if let Some(e) = rejection.find::<IngressError>() {
+        return Ok(e.clone().into_response());
+    }
+    if rejection.is_not_found() {
+        return Ok(IngressError::NotFound.into_response());
+    }
+    // Anything else is a bug in hookgate, not the client's doing; say little.
+    tracing::error!(?rejection, "unexpected rejection");
+    Ok(error_response(
+        http::StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error",
+    )
+    .into_response())
+}

@@ -1,0 +1,84 @@
+//! Metric names and typed helpers, so every call site spells them the same way.
+//!
+//! Labels are never secrets: only source, route and target names, outcomes and
+//! states. The Prometheus recorder is installed once per process
+//! ([`install`]); `/metrics` renders it.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS_TOTAL: &str = "hookgate_requests_total";
+pub const EVENTS_ROUTED_TOTAL: &str = "hookgate_events_routed_total";
+pub const DELIVERIES_TOTAL: &str = "hookgate_deliveries_total";
+pub const DELIVERY_DURATION_SECONDS: &str = "hookgate_delivery_duration_seconds";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Install the process-wide Prometheus recorder (once; later calls return the
+/// same handle). `None` if another recorder was installed first.
+pub fn install() -> Option<PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .clone()
+}
+
+/// The outcome label of `hookgate_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestOutcome {
+    Accepted,
+    SchemaWarning,
+    Duplicate,
+    NotFound,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    RequestTimeout,
+    MissingSignature,
+    MalformedSignature,
+    InvalidSignature,
+    RateLimited,
+    InvalidJson,
+    InvalidEvent,
+    QueueFull,
+    QueueUnavailable,
+}
+
+impl RequestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Accepted => "accepted",
+            RequestOutcome::SchemaWarning => "schema_warning",
+            RequestOutcome::Duplicate => "duplicate",
+            RequestOutcome::NotFound => "not_found",
+            RequestOutcome::MethodNotAllowed => "method_not_allowed",
+            RequestOutcome::PayloadTooLarge => "payload_too_large",
+            RequestOutcome::RequestTimeout => "request_timeout",
+            RequestOutcome::MissingSignature => "missing_signature",
+            RequestOutcome::MalformedSignature => "malformed_signature",
+            RequestOutcome::InvalidSignature => "invalid_signature",
+            RequestOutcome::RateLimited => "rate_limited",
+            RequestOutcome::InvalidJson => "invalid_json",
+            RequestOutcome::InvalidEvent => "invalid_event",
+            RequestOutcome::QueueFull => "queue_full",
+            RequestOutcome::QueueUnavailable => "queue_unavailable",
+        }
+    }
+}
+
+/// Count one inbound request. `source` is empty for requests to no source path.
+pub fn request(source: &str, outcome: RequestOutcome) {
+    metrics::counter!(REQUESTS_TOTAL, "source" => source.to_owned(), "outcome" => outcome.as_str())
+        .increment(1);
+}
+
+/// Count one event routed by `route` (or `unmatched`).
+pub fn event_routed(route: &str) {
+    metrics::counter!(EVENTS_ROUTED_TOTAL, "route" => route.to_owned()).increment(1);
+}
+
+/// Count one delivery attempt's outcome and its duration.
+pub fn delivery_attempt(target: &str, outcome: &'static str, seconds: f64) {
+    metrics::counter!(DELIVERIES_TOTAL, "target" => target.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(DELIVERY_DURATION_SECONDS, "target" => target.to_owned()).record(seconds);
+}

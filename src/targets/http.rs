@@ -1,0 +1,207 @@
+//! The `http` target: POST the event (byte-exact, or a rendered template),
+//! re-signed with the target's own secret, with the `x-hookgate-*` headers of
+//! DESIGN.md section 5.
+//!
+//! Redirects are never followed (a 3xx is a permanent failure), so a target
+//! cannot bounce hookgate to another host. Errors are described without the
+//! URL, since a URL can carry credentials.
+
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+
+use super::outcome::{
+    AttemptOutcome, Failure, FailureClass, RESPONSE_EXCERPT_BYTES, classify_status,
+    parse_retry_after,
+};
+use super::{Attempt, SenderError};
+use crate::config::{BodyMode, HttpTarget, SignatureScheme, Target};
+use crate::signing;
+use crate::templates::{DeliveryVars, TemplateSet};
+
+/// `user-agent` on every outbound request.
+pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
+
+pub struct HttpSender {
+    client: reqwest::Client,
+}
+
+impl HttpSender {
+    pub fn new() -> Result<Self, SenderError> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(USER_AGENT)
+            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| SenderError::HttpClient(e.to_string()))?;
+        Ok(HttpSender { client })
+    }
+
+    pub async fn send(
+        &self,
+        target: &Target,
+        http: &HttpTarget,
+        templates: &TemplateSet,
+        attempt: &Attempt<'_>,
+    ) -> AttemptOutcome {
+        let body = match render_body(target, http, templates, attempt) {
+            Ok(body) => body,
+            Err(failure) => return AttemptOutcome::Failed(failure),
+        };
+        let mut request = self
+            .client
+            .request(http.method.clone(), http.url.clone())
+            .timeout(target.timeout);
+        // Custom headers first: hookgate's own headers below win over them.
+        for (name, value) in &http.headers {
+            request = request.header(name, value);
+        }
+        request = request
+            .header(CONTENT_TYPE, http.content_type.clone())
+            .header("x-hookgate-event-id", attempt.event_id)
+            .header("x-hookgate-delivery-id", attempt.delivery_id)
+            .header("x-hookgate-attempt", attempt.number)
+            .header("x-hookgate-route", attempt.route);
+        if let Some(secret) = &http.secret {
+            match http.signature.scheme {
+                SignatureScheme::Outrival => {
+                    let sig = signing::sign_hex(secret.expose().as_bytes(), &body);
+                    request = request.header(&http.signature.header, sig);
+                }
+            }
+        }
+        let started = Instant::now();
+        let response = match request.body(body).send().await {
+            Ok(r) => r,
+            Err(e) => return AttemptOutcome::Failed(transport_failure(&e, started)),
+        };
+        let status = response.status().as_u16();
+        let Some(class) = classify_status(status, &target.retry.retry_on) else {
+            return AttemptOutcome::Delivered {
+                status: Some(status),
+            };
+        };
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let excerpt = read_excerpt(response).await;
+        let error = if (300..400).contains(&status) {
+            format!("HTTP {status} (redirects are not followed)")
+        } else {
+            format!("HTTP {status}")
+        };
+        AttemptOutcome::Failed(Failure {
+            class,
+            status: Some(status),
+            error,
+            retry_after,
+            response_excerpt: excerpt,
+        })
+    }
+}
+
+fn render_body(
+    target: &Target,
+    http: &HttpTarget,
+    templates: &TemplateSet,
+    attempt: &Attempt<'_>,
+) -> Result<Bytes, Failure> {
+    let BodyMode::Template(template) = http.body else {
+        return Ok(attempt.body.clone());
+    };
+    let render_error = |error: String| Failure {
+        class: FailureClass::RenderError,
+        status: None,
+        error,
+        retry_after: None,
+        response_excerpt: None,
+    };
+    let payload: serde_json::Value = serde_json::from_slice(attempt.body)
+        .map_err(|e| render_error(format!("stored event is not JSON: {e}")))?;
+    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
+    let vars = DeliveryVars {
+        event_id: attempt.event_id,
+        delivery_id: attempt.delivery_id,
+        route: attempt.route,
+        target: &target.name,
+        source: attempt.source,
+        received_at: &received_at,
+        attempt: attempt.number,
+    };
+    let rendered = templates
+        .render(template, &payload, &vars)
+        .map_err(|e| render_error(e.to_string()))?;
+    if is_json(&http.content_type)
+        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&rendered)
+    {
+        return Err(render_error(format!(
+            "the rendered body is not valid JSON ({e}) but content_type is JSON"
+        )));
+    }
+    Ok(Bytes::from(rendered))
+}
+
+fn is_json(content_type: &HeaderValue) -> bool {
+    content_type
+        .to_str()
+        .map(|ct| {
+            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            essence == "application/json" || essence.ends_with("+json")
+        })
+        .unwrap_or(false)
+}
+
+/// A request that got no response: always retryable.
+fn transport_failure(e: &reqwest::Error, started: Instant) -> Failure {
+    let error = if e.is_timeout() {
+        format!("timed out after {} ms", started.elapsed().as_millis())
+    } else if e.is_connect() {
+        format!("connection failed: {}", root_cause(e))
+    } else {
+        format!("request failed: {}", root_cause(e))
+    };
+    Failure {
+        class: FailureClass::Retryable,
+        status: None,
+        error,
+        retry_after: None,
+        response_excerpt: None,
+    }
+}
+
+/// The innermost error's message: "Connection refused (os error 111)", never
+/// the URL that reqwest's own Display includes.
+fn root_cause(e: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = e;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    if std::ptr::eq(
+        source as *const dyn std::error::Error as *const u8,
+        e as *const reqwest::Error as *const u8,
+    ) {
+        // No inner cause: describe the kind only.
+        return "transport error".to_owned();
+    }
+    source.to_string()
+}
+
+/// The first [`RESPONSE_EXCERPT_BYTES`] of a response body, lossily decoded.
+async fn read_excerpt(mut response: reqwest::Response) -> Option<String> {
+    let mut buf = Vec::new();
+    while buf.len() < RESPONSE_EXCERPT_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    if buf.is_empty() {
+        return None;
+    }
+    buf.truncate(RESPONSE_EXCERPT_BYTES);
+    Some(String::from_utf8_lossy(&buf).into_owned())
+}

@@ -1,0 +1,94 @@
+//! What one attempt came to, and the pure "should this be retried?" decision.
+//!
+//! Kept apart from the retry machinery (Vector's `RetryLogic`): a target sends
+//! and classifies; `delivery` decides when to try again.
+
+use std::time::{Duration, SystemTime};
+
+use crate::config::StatusSet;
+
+/// How much of a failed response body is kept.
+pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered { status: Option<u16> },
+    Failed(Failure),
+}
+
+/// A failed attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub class: FailureClass,
+    pub status: Option<u16>,
+    /// Short, secret-free description (no URLs).
+    pub error: String,
+    /// The receiver asked to wait this long (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    pub response_excerpt: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureClass {
+    /// Connect/TLS errors, timeouts, statuses in `retry_on`.
+    Retryable,
+    /// Any other status: dead-lettered at once.
+    Permanent,
+    /// The message could not be rendered: dead-lettered at once.
+    RenderError,
+}
+
+/// Classify an HTTP status under a target's `retry_on` set.
+pub fn classify_status(status: u16, retry_on: &StatusSet) -> Option<FailureClass> {
+    if (200..300).contains(&status) {
+        None
+    } else if retry_on.contains(status) {
+        Some(FailureClass::Retryable)
+    } else {
+        Some(FailureClass::Permanent)
+    }
+}
+
+/// Parse `Retry-After`: delay-seconds or an HTTP date (relative to `now`).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_retry_on() -> StatusSet {
+        StatusSet(vec![408..=408, 425..=425, 429..=429, 500..=599])
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        let set = default_retry_on();
+        assert_eq!(classify_status(200, &set), None);
+        assert_eq!(classify_status(204, &set), None);
+        for s in [408, 425, 429, 500, 503, 599] {
+            assert_eq!(classify_status(s, &set), Some(FailureClass::Retryable), "{s}");
+        }
+        for s in [301, 302, 400, 401, 403, 404, 410, 422] {
+            assert_eq!(classify_status(s, &set), Some(FailureClass::Permanent), "{s}");
+        }
+    }
+
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+}

@@ -1,0 +1,269 @@
+//! Shared helpers for the integration tests: an in-process gateway on port 0,
+//! the real binary as a child process, a recording downstream ([`sink`]),
+//! signed requests, and `eventually` instead of fixed sleeps.
+
+#![allow(dead_code)]
+
+pub mod sink;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hookgate::config::{self, LoadOptions};
+
+/// The inbound secret every test source uses.
+pub const SECRET: &str = "test-inbound-secret-0123456789";
+/// The re-signing secret every test http target uses.
+pub const TARGET_SECRET: &str = "test-target-secret-0123456789";
+
+/// Sign `body` the way the provider does.
+pub fn sign(secret: &str, body: &[u8]) -> String {
+    hookgate::signing::sign_hex(secret.as_bytes(), body)
+}
+
+/// An OutRival event body (compact JSON).
+pub fn event(event: &str, kind: &str, status: &str, companion: &str) -> String {
+    serde_json::json!({
+        "event": event,
+        "type": kind,
+        "companionId": companion,
+        "data": {
+            "messages": [{"role": "user", "content": "hi"}],
+            "status": status,
+            "startedAt": "2026-11-28T10:00:00Z"
+        }
+    })
+    .to_string()
+}
+
+/// POST `body` with a valid outrival signature.
+pub async fn post_signed(url: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-signature", sign(SECRET, body.as_bytes()))
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("request to the gateway")
+}
+
+/// Poll `check` until it returns true or `timeout` passes (then panic with `what`).
+pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A config with one outrival source at `/webhooks/outrival` and a queue in
+/// `dir`; `rest` adds `targets:`, `routes:` and anything else.
+pub fn config_yaml(dir: &Path, rest: &str) -> String {
+    format!(
+        r#"version: 1
+server:
+  listen: 127.0.0.1:0
+  read_timeout: 2s
+  shutdown_timeout: 5s
+admin:
+  listen: 127.0.0.1:0
+queue:
+  path: {queue}
+sources:
+  - name: outrival
+    path: /webhooks/outrival
+    verify:
+      scheme: outrival
+      secrets: ["{SECRET}"]
+{rest}"#,
+        queue = dir.join("queue.db").display()
+    )
+}
+
+/// An in-process gateway on ephemeral loopback ports.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), hookgate::RunError>>,
+}
+
+impl Gateway {
+    /// Load `yaml` (as if from `dir/rules.yaml`) and run it.
+    pub async fn start(dir: &Path, yaml: &str) -> Gateway {
+        let path = dir.join("rules.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        let loaded = config::load_file(&path, &LoadOptions::from_process_env(false))
+            .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
+        let ingress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = ingress.local_addr().unwrap();
+        let admin_addr = admin.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(hookgate::run(
+            loaded.config,
+            hookgate::Listeners { ingress, admin },
+            async {
+                let _ = rx.await;
+            },
+        ));
+        Gateway {
+            addr,
+            admin: admin_addr,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// Graceful shutdown; waits for `run` to return.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        (&mut self.task).await.unwrap().unwrap();
+    }
+}
+
+/// A port that was free a moment ago (for configs of the real binary).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real `hookgate` binary, running `serve -c FILE` as a child process.
+pub struct Process {
+    pub child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_hookgate")
+}
+
+impl Process {
+    /// Write `yaml` to `dir/rules.yaml` (after replacing `{PORT}` and
+    /// `{ADMIN_PORT}` with free ports) and start `hookgate serve` on it.
+    pub fn serve(dir: &Path, yaml: &str) -> Process {
+        let port = free_port();
+        let admin_port = free_port();
+        let yaml = yaml
+            .replace("{PORT}", &port.to_string())
+            .replace("{ADMIN_PORT}", &admin_port.to_string());
+        let config = dir.join("rules.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self::serve_file(dir, &config, port, admin_port)
+    }
+
+    /// Start `hookgate serve -c config` in `dir`, logging to files in `dir`.
+    pub fn serve_file(dir: &Path, config: &Path, port: u16, admin_port: u16) -> Process {
+        let stdout_path = dir.join(format!("stdout-{port}.log"));
+        let stderr_path = dir.join(format!("stderr-{port}.log"));
+        let child = Command::new(binary())
+            .arg("serve")
+            .arg("-c")
+            .arg(config)
+            .current_dir(dir)
+            .env("HOOKGATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout_path).unwrap())
+            .stderr(std::fs::File::create(&stderr_path).unwrap())
+            .spawn()
+            .expect("spawn hookgate");
+        Process {
+            child,
+            port,
+            admin_port,
+            stdout_path,
+            stderr_path,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// Wait until `/readyz` answers 200.
+    pub async fn wait_ready(&mut self) {
+        let url = self.admin_url("/readyz");
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "hookgate exited early ({status}):\n{}",
+                    std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                );
+            }
+            if let Ok(r) = reqwest::get(&url).await
+                && r.status() == 200
+            {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                panic!(
+                    "hookgate not ready after 20s:\n{}",
+                    std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        self.child.wait().unwrap()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

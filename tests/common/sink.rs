@@ -1,0 +1,183 @@
+//! A downstream HTTP server on loopback that records every request and answers
+//! as it is told, like Svix's test receiver.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use warp::Filter;
+use warp::Reply;
+
+/// One request the sink received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Verify `x-signature` exactly as the provider's docs tell a receiver to:
+    /// `crypto.createHmac("sha256", secret).update(payload).digest("hex")`
+    /// compared with `===` (so the case must match: lowercase).
+    pub fn signature_valid(&self, secret: &str, header: &str) -> bool {
+        use hmac::{Hmac, Mac};
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
+        mac.update(&self.body);
+        let expected = hex::encode(mac.finalize().into_bytes());
+        self.header(header) == Some(expected.as_str())
+    }
+}
+
+/// What the sink answers to one request.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl Answer {
+    pub fn status(status: u16) -> Self {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+            delay: Duration::ZERO,
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn with_body(mut self, body: &str) -> Self {
+        self.body = body.to_owned();
+        self
+    }
+
+    pub fn with_delay(mut self, delay: Duration) -> Self {
+        self.delay = delay;
+        self
+    }
+}
+
+#[derive(Default)]
+struct SinkState {
+    received: Mutex<Vec<Received>>,
+    /// Answers to give, in order; when empty, `fallback`.
+    script: Mutex<VecDeque<Answer>>,
+    fallback: Mutex<Option<Answer>>,
+}
+
+/// A running sink. Dropping it stops the server.
+pub struct Sink {
+    pub addr: SocketAddr,
+    state: Arc<SinkState>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Sink {
+    /// Start a sink on 127.0.0.1 (a free port) that answers 200 until told otherwise.
+    pub async fn start() -> Sink {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Start a sink on a given address (to bring a "down" target back up).
+    pub async fn start_on(addr: SocketAddr) -> Sink {
+        let state = Arc::new(SinkState::default());
+        let s = state.clone();
+        let route = warp::method()
+            .and(warp::path::full())
+            .and(warp::header::headers_cloned())
+            .and(warp::body::bytes())
+            .then(move |method: http::Method, path: warp::path::FullPath, headers, body| {
+                let s = s.clone();
+                async move {
+                    s.received.lock().unwrap().push(Received {
+                        method: method.to_string(),
+                        path: path.as_str().to_owned(),
+                        headers,
+                        body,
+                    });
+                    let answer = s
+                        .script
+                        .lock()
+                        .unwrap()
+                        .pop_front()
+                        .or_else(|| s.fallback.lock().unwrap().clone())
+                        .unwrap_or_else(|| Answer::status(200));
+                    if !answer.delay.is_zero() {
+                        tokio::time::sleep(answer.delay).await;
+                    }
+                    let mut resp = warp::reply::with_status(
+                        answer.body.clone(),
+                        StatusCode::from_u16(answer.status).unwrap(),
+                    )
+                    .into_response();
+                    for (k, v) in &answer.headers {
+                        resp.headers_mut().insert(
+                            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                            v.parse().unwrap(),
+                        );
+                    }
+                    Ok::<_, Infallible>(resp)
+                }
+            })
+            .map(|r: Result<warp::reply::Response, Infallible>| match r {
+                Ok(r) => r,
+                Err(e) => match e {},
+            });
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(
+            warp::serve(route)
+                .incoming(listener)
+                .graceful(async {
+                    let _ = rx.await;
+                })
+                .run(),
+        );
+        Sink {
+            addr,
+            state,
+            _stop: tx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Answer the next requests with these, in order.
+    pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
+        self.state.script.lock().unwrap().extend(answers);
+    }
+
+    /// Answer every request (after the script) with this.
+    pub fn always(&self, answer: Answer) {
+        *self.state.fallback.lock().unwrap() = Some(answer);
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.state.received.lock().unwrap().len()
+    }
+}

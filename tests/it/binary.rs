@@ -1,0 +1,192 @@
+//! The real `hookgate` binary: crash safety, graceful stop, and the CLI.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::sink::Sink;
+use crate::common::{self, Process, SECRET, TARGET_SECRET, binary, event, eventually, post_signed};
+
+fn config(target_port: u16) -> String {
+    format!(
+        r#"version: 1
+server:
+  listen: 127.0.0.1:{{PORT}}
+  shutdown_timeout: 2s
+admin:
+  listen: 127.0.0.1:{{ADMIN_PORT}}
+queue:
+  path: ./data/queue.db
+sources:
+  - name: outrival
+    path: /webhooks/outrival
+    verify:
+      scheme: outrival
+      secrets: ["{SECRET}"]
+targets:
+  crm:
+    kind: http
+    url: http://127.0.0.1:{target_port}/hooks
+    secret: {TARGET_SECRET}
+    timeout: 500ms
+    retry: {{ schedule: [200ms], max_attempts: 1000, jitter: false }}
+routes:
+  - name: all
+    match: {{}}
+    targets: [crm]
+"#
+    )
+}
+
+#[tokio::test]
+async fn kill_9_after_202_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let target_port = common::free_port(); // nothing listens there yet: the target is down
+    let mut gw = Process::serve(dir.path(), &config(target_port));
+    gw.wait_ready().await;
+    let mut ids = HashSet::new();
+    for i in 0..200 {
+        let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
+        let resp = post_signed(&gw.url("/webhooks/outrival"), &body).await;
+        assert_eq!(resp.status(), 202);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+    }
+    gw.kill9();
+
+    // The target comes up, then hookgate restarts on the same queue.
+    let sink = Sink::start_on(([127, 0, 0, 1], target_port).into()).await;
+    let config_path = dir.path().join("rules.yaml");
+    let mut again = Process::serve_file(dir.path(), &config_path, gw.port, gw.admin_port);
+    again.wait_ready().await;
+    eventually(Duration::from_secs(20), "every acknowledged event delivered", || async {
+        let got: HashSet<String> = sink
+            .received()
+            .iter()
+            .filter_map(|r| r.header("x-hookgate-event-id").map(str::to_owned))
+            .collect();
+        ids.is_subset(&got)
+    })
+    .await;
+    assert!(sink.received().iter().all(|r| r.signature_valid(TARGET_SECRET, "x-signature")));
+    assert!(again.terminate().success());
+}
+
+#[tokio::test]
+async fn sigterm_stops_cleanly_with_exit_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let mut gw = Process::serve(dir.path(), &config(sink.addr.port()));
+    gw.wait_ready().await;
+    let body = event("status-changed", "VOICE", "ended", "c");
+    assert_eq!(post_signed(&gw.url("/webhooks/outrival"), &body).await.status(), 202);
+    eventually(Duration::from_secs(5), "delivered", || async { sink.count() == 1 }).await;
+    let status = gw.terminate();
+    assert!(status.success(), "exit status {status}: {}", gw.stderr());
+}
+
+#[test]
+fn check_accepts_a_valid_file_and_explains_an_invalid_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, config(9).replace("{PORT}", "8080").replace("{ADMIN_PORT}", "9090")).unwrap();
+    let out = Command::new(binary()).args(["check", "-c"]).arg(&good).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+
+    let bad = dir.path().join("bad.yaml");
+    let text = config(9)
+        .replace("{PORT}", "8080")
+        .replace("{ADMIN_PORT}", "9090")
+        .replace("    targets: [crm]", "    targets: [crn]");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(binary()).args(["check", "-c"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad.yaml:"), "{err}");
+    assert!(err.contains("routes[0].targets"), "{err}");
+    assert!(err.contains("crm"), "suggests the nearest name: {err}");
+}
+
+#[test]
+fn check_allow_missing_env_validates_without_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rules.yaml");
+    let text = config(9)
+        .replace("{PORT}", "8080")
+        .replace("{ADMIN_PORT}", "9090")
+        .replace(SECRET, "${HOOKGATE_TEST_UNSET_SECRET}");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(binary())
+        .args(["check", "-c"])
+        .arg(&path)
+        .env_remove("HOOKGATE_TEST_UNSET_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HOOKGATE_TEST_UNSET_SECRET"));
+    let out = Command::new(binary())
+        .args(["check", "--allow-missing-env", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn sign_prints_the_provider_signature_from_any_secret_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body.json");
+    std::fs::write(&body, br#"{"event":"status-changed"}"#).unwrap();
+    let expected = common::sign("s3cret", br#"{"event":"status-changed"}"#);
+    let secret_file = dir.path().join("secret");
+    std::fs::write(&secret_file, "s3cret\n").unwrap();
+    let runs = [
+        Command::new(binary()).args(["sign", "--secret", "s3cret"]).arg(&body).output().unwrap(),
+        Command::new(binary())
+            .args(["sign", "--secret-env", "HG_TEST_SECRET"])
+            .arg(&body)
+            .env("HG_TEST_SECRET", "s3cret")
+            .output()
+            .unwrap(),
+        Command::new(binary())
+            .args(["sign", "--secret-file"])
+            .arg(&secret_file)
+            .arg(&body)
+            .output()
+            .unwrap(),
+    ];
+    for out in runs {
+        assert!(out.status.success());
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+    }
+}
+
+#[tokio::test]
+async fn send_posts_a_signed_body_and_reports_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let mut gw = Process::serve(dir.path(), &config(sink.addr.port()));
+    gw.wait_ready().await;
+    let body = dir.path().join("event.json");
+    std::fs::write(&body, event("status-changed", "VOICE", "ended", "c")).unwrap();
+    let url = gw.url("/webhooks/outrival");
+    let out = tokio::process::Command::new(binary())
+        .args(["send", &url, "--secret", SECRET])
+        .arg(&body)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("202"), "{stdout}");
+    let out = tokio::process::Command::new(binary())
+        .args(["send", &url, "--secret", "wrong-secret"])
+        .arg(&body)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("403"));
+    eventually(Duration::from_secs(5), "delivered", || async { sink.count() == 1 }).await;
+}

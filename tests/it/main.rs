@@ -1,0 +1,12 @@
+//! hookgate's integration tests, compiled as one binary.
+//!
+//! Real parts throughout: the gateway in process on loopback port 0 or the real
+//! binary, a recording HTTP server as the downstream, real sockets for the
+//! slow and oversized clients.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod binary;
+mod delivery;
+mod ingress;
