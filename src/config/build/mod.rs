@@ -15,6 +15,8 @@ mod sources;
 mod targets;
 mod values;
 
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
