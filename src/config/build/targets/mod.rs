@@ -1,0 +1,143 @@
+//! `targets`: the named destinations, in file order. This file reads the keys
+//! every kind shares (and the tiny `log` kind); each other kind has its own file.
+
+mod email;
+mod http;
+mod slack;
+
+use std::path::PathBuf;
+
+use super::super::model::{LogTarget, RateLimit, Target, TargetKind};
+use super::super::node::{Key, Node};
+use super::ctx::{Ctx, Fields, Pos, Problem, child};
+use super::retry::{Defaults, circuit_breaker, target_retry};
+use super::values::{NAME_HELP, is_valid_name, positive_duration, rate_limit};
+
+const KINDS: &[&str] = &["http", "slack", "email", "log"];
+const COMMON_KEYS: &[&str] = &[
+    "kind",
+    "enabled",
+    "timeout",
+    "rate_limit",
+    "concurrency",
+    "retry",
+    "circuit_breaker",
+];
+const LOG_KEYS: &[&str] = &["path"];
+
+/// Every target name written in the file, valid or not, in file order with the
+/// position of its key: references are checked against these.
+pub(super) type TargetNames = Vec<(String, Pos)>;
+
+pub(super) fn targets(
+    cx: &mut Ctx<'_>,
+    node: Option<&Node>,
+    defaults: &Defaults,
+) -> (Vec<Target>, TargetNames) {
+    let mut built = Vec::new();
+    let mut names = Vec::new();
+    let Some(map) = node.and_then(|n| cx.any_map(n, "targets")) else {
+        return (built, names);
+    };
+    for (key, value) in map.entries {
+        // YAML rejects repeated keys, but `1` and `"1"` are different keys.
+        if names.iter().any(|(n, _)| *n == key.name) {
+            cx.error(
+                key,
+                &child("targets", &key.name),
+                format!("duplicate target name `{}`", key.name),
+            );
+        }
+        names.push((key.name.clone(), Pos::from(key)));
+        if let Some(t) = target(cx, key, value, defaults) {
+            built.push(t);
+        }
+    }
+    (built, names)
+}
+
+fn target(cx: &mut Ctx<'_>, key: &Key, node: &Node, defaults: &Defaults) -> Option<Target> {
+    let path = child("targets", &key.name);
+    if !is_valid_name(&key.name) {
+        cx.error_help(
+            key,
+            &path,
+            format!("invalid target name `{}`", key.name),
+            NAME_HELP,
+        );
+    }
+    let f = cx.any_map(node, &path)?;
+    let kind = f.req(cx, "kind", |cx, n, p| cx.choice(n, p, KINDS));
+    let kind_keys: Vec<&str> = match kind {
+        Some("http") => http::KEYS.to_vec(),
+        Some("slack") => slack::KEYS.to_vec(),
+        Some("email") => email::KEYS.to_vec(),
+        Some("log") => LOG_KEYS.to_vec(),
+        // Unknown kind: accept any kind's keys so only the kind is reported.
+        _ => [http::KEYS, slack::KEYS, email::KEYS, LOG_KEYS].concat(),
+    };
+    let allowed: Vec<&str> = COMMON_KEYS.iter().copied().chain(kind_keys).collect();
+    for (k, _) in f.entries {
+        if !allowed.contains(&k.name.as_str()) {
+            cx.unknown_key(k, &path, &allowed);
+        }
+    }
+
+    let enabled = f
+        .opt(cx, "enabled", |cx, n, p| cx.bool(n, p))
+        .unwrap_or(true);
+    let timeout = f
+        .opt(cx, "timeout", positive_duration)
+        .unwrap_or(defaults.timeout);
+    let own_rate_limit = f.opt(cx, "rate_limit", rate_limit);
+    let concurrency = f
+        .opt(cx, "concurrency", |cx, n, p| cx.uint::<usize>(n, p, 1))
+        .unwrap_or(16);
+    let retry = target_retry(cx, f.get("retry"), &f.path("retry"), &defaults.retry);
+    let circuit_breaker = match f.get("circuit_breaker") {
+        Some(n) => circuit_breaker(cx, n, &f.path("circuit_breaker"), defaults.circuit_breaker),
+        None => defaults.circuit_breaker,
+    };
+
+    let (kind, rate_limit) = match kind? {
+        "http" => (TargetKind::Http(http::http(cx, &f)?), own_rate_limit),
+        "slack" => (
+            TargetKind::Slack(slack::slack(cx, &f)?),
+            // Slack's own limit for incoming webhooks.
+            Some(own_rate_limit.unwrap_or(RateLimit {
+                per_second: 1,
+                burst: 1,
+            })),
+        ),
+        "email" => (TargetKind::Email(email::email(cx, &f)?), own_rate_limit),
+        _ => (TargetKind::Log(log(cx, &f)), own_rate_limit),
+    };
+    Some(Target {
+        name: key.name.clone(),
+        enabled,
+        kind,
+        timeout,
+        rate_limit,
+        concurrency,
+        retry,
+        circuit_breaker,
+    })
+}
+
+fn log(cx: &mut Ctx<'_>, f: &Fields<'_>) -> LogTarget {
+    LogTarget {
+        path: f
+            .opt(cx, "path", |cx, n, p| cx.string(n, p))
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+    }
+}
+
+/// `url`, `webhook_url` and `to` are never templates: say so rather than
+/// sending `{{ … }}` literally.
+fn not_a_template(value: &str, key: &str) -> Option<Problem> {
+    (value.contains("{{") || value.contains("{%")).then(|| {
+        Problem::new(format!("`{key}` is not a template"))
+            .help("only bodies, texts, subjects and blocks are templates")
+    })
+}
