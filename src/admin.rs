@@ -36,7 +36,9 @@ pub fn filter(
         .and(with_state.clone())
         .then(|state: Arc<Admin>| async move {
             match state.store.check_writable().await {
-                Ok(()) => warp::reply::json(&serde_json::json!({"status": "ready"})).into_response(),
+                Ok(()) => {
+                    warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()
+                }
                 Err(e) => error_response(
                     http::StatusCode::SERVICE_UNAVAILABLE,
                     "not_ready",
@@ -44,14 +46,19 @@ pub fn filter(
                 ),
             }
         });
-    let metrics = warp::path!("metrics")
-        .and(warp::get())
-        .and(with_state)
-        .map(|state: Arc<Admin>| {
-            let body = state.metrics.as_ref().map(|h| h.render()).unwrap_or_default();
-            warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
-                .into_response()
-        });
+    let metrics =
+        warp::path!("metrics")
+            .and(warp::get())
+            .and(with_state)
+            .map(|state: Arc<Admin>| {
+                let body = state
+                    .metrics
+                    .as_ref()
+                    .map(|h| h.render())
+                    .unwrap_or_default();
+                warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
+                    .into_response()
+            });
     healthz
         .or(readyz)
         .unify()

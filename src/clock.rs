@@ -38,6 +38,9 @@ mod tests {
     #[test]
     fn formats_milliseconds_in_utc() {
         assert_eq!(format_rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(format_rfc3339_ms(1_764_342_245_123), "2025-11-28T15:04:05.123Z");
+        assert_eq!(
+            format_rfc3339_ms(1_764_342_245_123),
+            "2025-11-28T15:04:05.123Z"
+        );
     }
 }

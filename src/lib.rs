@@ -160,7 +160,9 @@ pub async fn run(
     );
 
     shutdown.await;
-    tracing::info!("shutting down: no longer accepting; finishing requests and deliveries in flight");
+    tracing::info!(
+        "shutting down: no longer accepting; finishing requests and deliveries in flight"
+    );
     stop.cancel();
     let (_, _, ()) = tokio::join!(ingress_task, admin_task, dispatcher.shutdown(drain));
     tracing::info!("stopped");

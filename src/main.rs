@@ -63,7 +63,12 @@ enum Command {
 #[derive(Args)]
 struct ConfigArg {
     /// The config file.
-    #[arg(short = 'c', long = "config", env = "HOOKGATE_CONFIG", default_value = "rules.yaml")]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "HOOKGATE_CONFIG",
+        default_value = "rules.yaml"
+    )]
     path: PathBuf,
 }
 
@@ -123,7 +128,11 @@ fn load(path: &Path, allow_missing_env: bool) -> Option<Loaded> {
         Err(e) => {
             eprintln!("{e}");
             let n = e.errors().count();
-            eprintln!("{}: {n} error{} found", path.display(), if n == 1 { "" } else { "s" });
+            eprintln!(
+                "{}: {n} error{} found",
+                path.display(),
+                if n == 1 { "" } else { "s" }
+            );
             None
         }
     }
@@ -183,7 +192,8 @@ fn read_secret(args: &SecretArgs) -> anyhow::Result<String> {
         return Ok(s.clone());
     }
     if let Some(var) = &args.secret_env {
-        return std::env::var(var).with_context(|| format!("environment variable {var} is not set"));
+        return std::env::var(var)
+            .with_context(|| format!("environment variable {var} is not set"));
     }
     if let Some(path) = &args.secret_file {
         let mut s = std::fs::read_to_string(path)

@@ -132,9 +132,15 @@ mod tests {
         let wrong: [&[u8]; 1] = [b"t"];
         assert_eq!(verify_any(wrong, body, &sig), Err(SignatureError::Mismatch));
         let right: [&[u8]; 1] = [b"s"];
-        assert_eq!(verify_any(right, b"{\"a\":2}", &sig), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify_any(right, b"{\"a\":2}", &sig),
+            Err(SignatureError::Mismatch)
+        );
         assert_eq!(decode_hex_signature(b"zz"), Err(SignatureError::Malformed));
-        assert_eq!(decode_hex_signature(b"abcd"), Err(SignatureError::Malformed));
+        assert_eq!(
+            decode_hex_signature(b"abcd"),
+            Err(SignatureError::Malformed)
+        );
         assert_eq!(
             decode_hex_signature(&[b'a'; 66]),
             Err(SignatureError::Malformed)

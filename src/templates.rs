@@ -280,17 +280,26 @@ mod tests {
     fn renders_payload_fields_and_hookgate_vars() {
         let mut set = TemplateSet::new();
         let t = set
-            .add("{{ type }} {{ data.status }} #{{ hookgate.attempt }} via {{ hookgate.route }}", Escape::None)
+            .add(
+                "{{ type }} {{ data.status }} #{{ hookgate.attempt }} via {{ hookgate.route }}",
+                Escape::None,
+            )
             .unwrap();
         let payload = serde_json::json!({"type": "VOICE", "data": {"status": "ended"}});
-        assert_eq!(set.render(t, &payload, &vars()).unwrap(), "VOICE ended #2 via r1");
+        assert_eq!(
+            set.render(t, &payload, &vars()).unwrap(),
+            "VOICE ended #2 via r1"
+        );
     }
 
     #[test]
     fn absent_fields_are_chainable_and_empty() {
         let mut set = TemplateSet::new();
         let t = set
-            .add("[{{ data.x.y }}][{{ data.endedReason | default('-') }}]", Escape::None)
+            .add(
+                "[{{ data.x.y }}][{{ data.endedReason | default('-') }}]",
+                Escape::None,
+            )
             .unwrap();
         let payload = serde_json::json!({"data": {}});
         assert_eq!(set.render(t, &payload, &vars()).unwrap(), "[][-]");
@@ -303,13 +312,18 @@ mod tests {
         let html = set.add("{{ companionId }}", Escape::Html).unwrap();
         let payload = serde_json::json!({"companionId": "<b>&"});
         assert_eq!(set.render(text, &payload, &vars()).unwrap(), "<b>&");
-        assert_eq!(set.render(html, &payload, &vars()).unwrap(), "&lt;b&gt;&amp;");
+        assert_eq!(
+            set.render(html, &payload, &vars()).unwrap(),
+            "&lt;b&gt;&amp;"
+        );
     }
 
     #[test]
     fn slack_escape_defuses_mentions() {
         let mut set = TemplateSet::new();
-        let t = set.add("{{ companionId | slack_escape }}", Escape::None).unwrap();
+        let t = set
+            .add("{{ companionId | slack_escape }}", Escape::None)
+            .unwrap();
         let payload = serde_json::json!({"companionId": "<!channel> & co"});
         assert_eq!(
             set.render(t, &payload, &vars()).unwrap(),
@@ -321,7 +335,9 @@ mod tests {
     fn syntax_errors_and_unknown_filters_fail_at_add() {
         let mut set = TemplateSet::new();
         assert!(set.add("{{ type ", Escape::None).is_err());
-        let err = set.add("{{ type | no_such_filter }}", Escape::None).unwrap_err();
+        let err = set
+            .add("{{ type | no_such_filter }}", Escape::None)
+            .unwrap_err();
         assert!(err.message.contains("filter"), "{}", err.message);
     }
 

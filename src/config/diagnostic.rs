@@ -69,9 +69,7 @@ impl ConfigError {
                 column: 0,
                 key_path: String::new(),
                 message: format!("cannot read the config file: {err}"),
-                help: Some(
-                    "pass the file with -c FILE or set HOOKGATE_CONFIG".to_owned(),
-                ),
+                help: Some("pass the file with -c FILE or set HOOKGATE_CONFIG".to_owned()),
             }],
         }
     }

@@ -91,12 +91,24 @@ pub fn summary(config: &Config) -> String {
         out.push_str(&format!("\n  target {} [{}]{state}", t.name, t.kind_name()));
     }
     for r in &config.routes {
-        let targets: Vec<&str> = r.targets.iter().map(|&id| config.target(id).name.as_str()).collect();
+        let targets: Vec<&str> = r
+            .targets
+            .iter()
+            .map(|&id| config.target(id).name.as_str())
+            .collect();
         let stop = if r.stop { ", stop" } else { "" };
-        out.push_str(&format!("\n  route {} -> {}{stop}", r.name, targets.join(", ")));
+        out.push_str(&format!(
+            "\n  route {} -> {}{stop}",
+            r.name,
+            targets.join(", ")
+        ));
     }
     if !config.unmatched.is_empty() {
-        let targets: Vec<&str> = config.unmatched.iter().map(|&id| config.target(id).name.as_str()).collect();
+        let targets: Vec<&str> = config
+            .unmatched
+            .iter()
+            .map(|&id| config.target(id).name.as_str())
+            .collect();
         out.push_str(&format!("\n  unmatched -> {}", targets.join(", ")));
     }
     out

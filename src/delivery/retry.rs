@@ -22,7 +22,11 @@ pub fn next_delay(
     retry_after: Option<Duration>,
 ) -> Option<Duration> {
     let nominal = nominal_delay(&policy.backoff, attempts)?;
-    let mut delay = if policy.jitter { jitter(nominal) } else { nominal };
+    let mut delay = if policy.jitter {
+        jitter(nominal)
+    } else {
+        nominal
+    };
     if let Some(asked) = retry_after
         && asked > delay
     {
@@ -133,7 +137,14 @@ mod tests {
         let got: Vec<_> = (1..=6).map(|n| next_delay(&p, n, None)).collect();
         assert_eq!(
             got,
-            vec![Some(secs(1)), Some(secs(2)), Some(secs(4)), Some(secs(8)), Some(secs(10)), Some(secs(10))]
+            vec![
+                Some(secs(1)),
+                Some(secs(2)),
+                Some(secs(4)),
+                Some(secs(8)),
+                Some(secs(10)),
+                Some(secs(10))
+            ]
         );
         assert_eq!(next_delay(&p, 12, None), None);
     }

@@ -16,9 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::retry;
 use crate::clock::Clock;
 use crate::metrics;
-use crate::queue::{
-    AttemptRecord, Claim, Completion, DeadReason, DeliveryStore, NextState,
-};
+use crate::queue::{AttemptRecord, Claim, Completion, DeadReason, DeliveryStore, NextState};
 use crate::snapshot::LiveConfig;
 use crate::targets::{Attempt, AttemptOutcome, FailureClass, Senders};
 
@@ -55,7 +53,11 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
             () = stop.cancelled() => break,
         };
         let limit = permits.available_permits() + 1;
-        let claims = match ctx.store.claim_due(&target, ctx.clock.now_ms(), limit).await {
+        let claims = match ctx
+            .store
+            .claim_due(&target, ctx.clock.now_ms(), limit)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(%target, error = %e, "cannot claim deliveries");
@@ -71,7 +73,9 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
         }
         let mut permit = Some(permit);
         for claim in claims {
-            let Some(p) = permit.take().or_else(|| permits.clone().try_acquire_owned().ok())
+            let Some(p) = permit
+                .take()
+                .or_else(|| permits.clone().try_acquire_owned().ok())
             else {
                 // Cannot happen (only this loop takes permits), but never lose a claim.
                 let _ = ctx.store.release(claim.delivery_id, claim.lease).await;
@@ -127,7 +131,13 @@ async fn attempt(ctx: Arc<WorkerContext>, claim: Claim, _permit: OwnedSemaphoreP
             error: Some("the target is no longer in the config".to_owned()),
             response_excerpt: None,
         };
-        complete(&ctx, &claim, record, NextState::Dead(DeadReason::TargetRemoved)).await;
+        complete(
+            &ctx,
+            &claim,
+            record,
+            NextState::Dead(DeadReason::TargetRemoved),
+        )
+        .await;
         return;
     };
     let event_id = claim.event_id.to_string();
@@ -165,18 +175,25 @@ async fn attempt(ctx: Arc<WorkerContext>, claim: Claim, _permit: OwnedSemaphoreP
         ),
         AttemptOutcome::Failed(f) => {
             let (next, label) = match f.class {
-                FailureClass::Permanent => {
-                    (NextState::Dead(DeadReason::PermanentStatus), "permanent_failure")
-                }
+                FailureClass::Permanent => (
+                    NextState::Dead(DeadReason::PermanentStatus),
+                    "permanent_failure",
+                ),
                 FailureClass::RenderError => {
                     (NextState::Dead(DeadReason::RenderError), "render_error")
                 }
                 FailureClass::Retryable => {
-                    match retry::next_delay(&target.retry, claim.attempts_in_budget + 1, f.retry_after)
-                    {
+                    match retry::next_delay(
+                        &target.retry,
+                        claim.attempts_in_budget + 1,
+                        f.retry_after,
+                    ) {
                         Some(delay) => {
                             let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                            (NextState::RetryAt(ctx.clock.now_ms().saturating_add(ms)), "retry")
+                            (
+                                NextState::RetryAt(ctx.clock.now_ms().saturating_add(ms)),
+                                "retry",
+                            )
                         }
                         None => (NextState::Dead(DeadReason::Exhausted), "exhausted"),
                     }

@@ -108,10 +108,11 @@ pub async fn serve<S>(
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown()).await.is_err() {
-        tracing::warn!(
-            "some connections were still open after {drain:?}; closing them"
-        );
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections were still open after {drain:?}; closing them");
     }
 }
 

@@ -53,9 +53,7 @@ impl IngressError {
             IngressError::Verify(VerifyError::InvalidSignature) => StatusCode::FORBIDDEN,
             IngressError::Verify(_) => StatusCode::UNAUTHORIZED,
             IngressError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            IngressError::InvalidJson(_) | IngressError::InvalidEvent(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            IngressError::InvalidJson(_) | IngressError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
             IngressError::QueueFull { .. } | IngressError::QueueUnavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -117,7 +115,10 @@ impl IngressError {
             IngressError::PayloadTooLarge { .. } | IngressError::RequestTimeout(_)
         ) {
             // The rest of the body was not read: the connection cannot be reused.
-            headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         resp
     }

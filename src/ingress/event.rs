@@ -171,7 +171,8 @@ mod tests {
 
     #[test]
     fn lenient_sources_keep_odd_events_with_warnings() {
-        let body = br#"{"event":"new-event","type":"VOICE","companionId":7,"data":{"messages":[]}}"#;
+        let body =
+            br#"{"event":"new-event","type":"VOICE","companionId":7,"data":{"messages":[]}}"#;
         let e = decode(body, Schema::Outrival, false).unwrap();
         assert_eq!(
             e.schema_issues,

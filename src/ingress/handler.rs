@@ -94,9 +94,7 @@ where
     }
 
     let server = &config.server;
-    let start = inbound
-        .start
-        .map_or_else(std::time::Instant::now, |s| s.0);
+    let start = inbound.start.map_or_else(std::time::Instant::now, |s| s.0);
     let deadline = tokio::time::Instant::from_std(start) + server.read_timeout;
     let content_length = inbound
         .headers
@@ -182,8 +180,7 @@ where
             })
             .collect(),
     };
-    let response =
-        warp::reply::with_status(warp::reply::json(&body), http::StatusCode::ACCEPTED)
-            .into_response();
+    let response = warp::reply::with_status(warp::reply::json(&body), http::StatusCode::ACCEPTED)
+        .into_response();
     Ok((response, outcome))
 }

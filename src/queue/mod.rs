@@ -17,8 +17,8 @@
 #[doc(hidden)]
 pub mod conformance;
 mod record;
-pub mod sqlite;
 mod signal;
+pub mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;

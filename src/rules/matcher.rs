@@ -116,7 +116,11 @@ mod tests {
         use FieldTest::*;
         let cases: Vec<(&str, FieldTest, bool)> = vec![
             ("event", OneOf(vec![json!("status-changed")]), true),
-            ("event", OneOf(vec![json!("a"), json!("status-changed")]), true),
+            (
+                "event",
+                OneOf(vec![json!("a"), json!("status-changed")]),
+                true,
+            ),
             ("event", OneOf(vec![json!("a")]), false),
             ("n", OneOf(vec![json!(1.0)]), true),
             ("n", OneOf(vec![json!("1")]), false),
@@ -133,7 +137,11 @@ mod tests {
             ("data.tags", Contains("vip".into()), true),
             ("data.tags", Contains("vi".into()), false),
             ("n", Prefix("1".into()), false),
-            ("data.endedReason", Regex(regex::Regex::new("^pipe.*error$").unwrap()), true),
+            (
+                "data.endedReason",
+                Regex(regex::Regex::new("^pipe.*error$").unwrap()),
+                true,
+            ),
             ("n", Regex(regex::Regex::new("1").unwrap()), false),
             ("absent", Exists(false), true),
             ("absent", Exists(true), false),
@@ -160,7 +168,10 @@ mod tests {
         let e = json!({"data": {"endedReason": "pipeline-error"}});
         let f = field(
             "data.endedReason",
-            vec![FieldTest::Prefix("pipe".into()), FieldTest::Suffix("nope".into())],
+            vec![
+                FieldTest::Prefix("pipe".into()),
+                FieldTest::Suffix("nope".into()),
+            ],
         );
         assert!(!field_holds(&f, &e));
     }
@@ -169,7 +180,10 @@ mod tests {
     fn any_holds_when_one_map_holds() {
         let e = json!({"event": "function-call", "type": "SMS"});
         let cond = Condition::Any(vec![
-            vec![field("event", vec![FieldTest::OneOf(vec![json!("status-changed")])])],
+            vec![field(
+                "event",
+                vec![FieldTest::OneOf(vec![json!("status-changed")])],
+            )],
             vec![field("type", vec![FieldTest::OneOf(vec![json!("SMS")])])],
         ]);
         assert!(condition_holds(&cond, &e));

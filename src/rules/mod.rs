@@ -79,7 +79,12 @@ impl RoutePlan {
     }
 }
 
-fn add_delivery(decision: &mut RouteDecision, config: &Config, target: TargetId, route: Option<usize>) {
+fn add_delivery(
+    decision: &mut RouteDecision,
+    config: &Config,
+    target: TargetId,
+    route: Option<usize>,
+) {
     if !config.target(target).enabled {
         return;
     }

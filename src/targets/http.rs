@@ -149,7 +149,12 @@ fn is_json(content_type: &HeaderValue) -> bool {
     content_type
         .to_str()
         .map(|ct| {
-            let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            let essence = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
             essence == "application/json" || essence.ends_with("+json")
         })
         .unwrap_or(false)

@@ -12,8 +12,8 @@ use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use super::outcome::{AttemptOutcome, Failure, FailureClass};
 use super::Attempt;
+use super::outcome::{AttemptOutcome, Failure, FailureClass};
 use crate::config::{LogTarget, Target};
 
 #[derive(Default)]
@@ -37,15 +37,25 @@ struct LogLine<'a> {
 }
 
 impl LogSender {
-    pub async fn send(&self, target: &Target, log: &LogTarget, attempt: &Attempt<'_>) -> AttemptOutcome {
+    pub async fn send(
+        &self,
+        target: &Target,
+        log: &LogTarget,
+        attempt: &Attempt<'_>,
+    ) -> AttemptOutcome {
         let Some(event) = std::str::from_utf8(attempt.body)
             .ok()
             .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
         else {
-            return failed(FailureClass::RenderError, "stored event is not JSON".to_owned());
+            return failed(
+                FailureClass::RenderError,
+                "stored event is not JSON".to_owned(),
+            );
         };
         let line = LogLine {
-            time: crate::clock::format_rfc3339_ms(crate::clock::Clock::now_ms(&crate::clock::SystemClock)),
+            time: crate::clock::format_rfc3339_ms(crate::clock::Clock::now_ms(
+                &crate::clock::SystemClock,
+            )),
             target: &target.name,
             route: attempt.route,
             source: attempt.source,
@@ -66,7 +76,10 @@ impl LogSender {
         };
         match written {
             Ok(()) => AttemptOutcome::Delivered { status: None },
-            Err(e) => failed(FailureClass::Retryable, format!("cannot write the log: {e}")),
+            Err(e) => failed(
+                FailureClass::Retryable,
+                format!("cannot write the log: {e}"),
+            ),
         }
     }
 

@@ -76,7 +76,10 @@ impl Senders {
             TargetKind::Slack(_) | TargetKind::Email(_) => AttemptOutcome::Failed(Failure {
                 class: FailureClass::Retryable,
                 status: None,
-                error: format!("{} targets are not supported by this build", target.kind_name()),
+                error: format!(
+                    "{} targets are not supported by this build",
+                    target.kind_name()
+                ),
                 retry_after: None,
                 response_excerpt: None,
             }),

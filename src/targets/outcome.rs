@@ -74,19 +74,33 @@ mod tests {
         assert_eq!(classify_status(200, &set), None);
         assert_eq!(classify_status(204, &set), None);
         for s in [408, 425, 429, 500, 503, 599] {
-            assert_eq!(classify_status(s, &set), Some(FailureClass::Retryable), "{s}");
+            assert_eq!(
+                classify_status(s, &set),
+                Some(FailureClass::Retryable),
+                "{s}"
+            );
         }
         for s in [301, 302, 400, 401, 403, 404, 410, 422] {
-            assert_eq!(classify_status(s, &set), Some(FailureClass::Permanent), "{s}");
+            assert_eq!(
+                classify_status(s, &set),
+                Some(FailureClass::Permanent),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn retry_after_seconds_and_dates() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
-        assert_eq!(parse_retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);

@@ -104,39 +104,41 @@ impl Sink {
             .and(warp::path::full())
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
-            .then(move |method: http::Method, path: warp::path::FullPath, headers, body| {
-                let s = s.clone();
-                async move {
-                    s.received.lock().unwrap().push(Received {
-                        method: method.to_string(),
-                        path: path.as_str().to_owned(),
-                        headers,
-                        body,
-                    });
-                    let answer = s
-                        .script
-                        .lock()
-                        .unwrap()
-                        .pop_front()
-                        .or_else(|| s.fallback.lock().unwrap().clone())
-                        .unwrap_or_else(|| Answer::status(200));
-                    if !answer.delay.is_zero() {
-                        tokio::time::sleep(answer.delay).await;
+            .then(
+                move |method: http::Method, path: warp::path::FullPath, headers, body| {
+                    let s = s.clone();
+                    async move {
+                        s.received.lock().unwrap().push(Received {
+                            method: method.to_string(),
+                            path: path.as_str().to_owned(),
+                            headers,
+                            body,
+                        });
+                        let answer = s
+                            .script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .or_else(|| s.fallback.lock().unwrap().clone())
+                            .unwrap_or_else(|| Answer::status(200));
+                        if !answer.delay.is_zero() {
+                            tokio::time::sleep(answer.delay).await;
+                        }
+                        let mut resp = warp::reply::with_status(
+                            answer.body.clone(),
+                            StatusCode::from_u16(answer.status).unwrap(),
+                        )
+                        .into_response();
+                        for (k, v) in &answer.headers {
+                            resp.headers_mut().insert(
+                                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                v.parse().unwrap(),
+                            );
+                        }
+                        Ok::<_, Infallible>(resp)
                     }
-                    let mut resp = warp::reply::with_status(
-                        answer.body.clone(),
-                        StatusCode::from_u16(answer.status).unwrap(),
-                    )
-                    .into_response();
-                    for (k, v) in &answer.headers {
-                        resp.headers_mut().insert(
-                            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                            v.parse().unwrap(),
-                        );
-                    }
-                    Ok::<_, Infallible>(resp)
-                }
-            })
+                },
+            )
             .map(|r: Result<warp::reply::Response, Infallible>| match r {
                 Ok(r) => r,
                 Err(e) => match e {},

@@ -59,16 +59,24 @@ async fn kill_9_after_202_loses_nothing() {
     let config_path = dir.path().join("rules.yaml");
     let mut again = Process::serve_file(dir.path(), &config_path, gw.port, gw.admin_port);
     again.wait_ready().await;
-    eventually(Duration::from_secs(20), "every acknowledged event delivered", || async {
-        let got: HashSet<String> = sink
-            .received()
-            .iter()
-            .filter_map(|r| r.header("x-hookgate-event-id").map(str::to_owned))
-            .collect();
-        ids.is_subset(&got)
-    })
+    eventually(
+        Duration::from_secs(20),
+        "every acknowledged event delivered",
+        || async {
+            let got: HashSet<String> = sink
+                .received()
+                .iter()
+                .filter_map(|r| r.header("x-hookgate-event-id").map(str::to_owned))
+                .collect();
+            ids.is_subset(&got)
+        },
+    )
     .await;
-    assert!(sink.received().iter().all(|r| r.signature_valid(TARGET_SECRET, "x-signature")));
+    assert!(
+        sink.received()
+            .iter()
+            .all(|r| r.signature_valid(TARGET_SECRET, "x-signature"))
+    );
     assert!(again.terminate().success());
 }
 
@@ -79,8 +87,16 @@ async fn sigterm_stops_cleanly_with_exit_0() {
     let mut gw = Process::serve(dir.path(), &config(sink.addr.port()));
     gw.wait_ready().await;
     let body = event("status-changed", "VOICE", "ended", "c");
-    assert_eq!(post_signed(&gw.url("/webhooks/outrival"), &body).await.status(), 202);
-    eventually(Duration::from_secs(5), "delivered", || async { sink.count() == 1 }).await;
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/outrival"), &body)
+            .await
+            .status(),
+        202
+    );
+    eventually(Duration::from_secs(5), "delivered", || async {
+        sink.count() == 1
+    })
+    .await;
     let status = gw.terminate();
     assert!(status.success(), "exit status {status}: {}", gw.stderr());
 }
@@ -89,9 +105,23 @@ async fn sigterm_stops_cleanly_with_exit_0() {
 fn check_accepts_a_valid_file_and_explains_an_invalid_one() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
-    std::fs::write(&good, config(9).replace("{PORT}", "8080").replace("{ADMIN_PORT}", "9090")).unwrap();
-    let out = Command::new(binary()).args(["check", "-c"]).arg(&good).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &good,
+        config(9)
+            .replace("{PORT}", "8080")
+            .replace("{ADMIN_PORT}", "9090"),
+    )
+    .unwrap();
+    let out = Command::new(binary())
+        .args(["check", "-c"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
 
     let bad = dir.path().join("bad.yaml");
@@ -100,7 +130,11 @@ fn check_accepts_a_valid_file_and_explains_an_invalid_one() {
         .replace("{ADMIN_PORT}", "9090")
         .replace("    targets: [crm]", "    targets: [crn]");
     std::fs::write(&bad, text).unwrap();
-    let out = Command::new(binary()).args(["check", "-c"]).arg(&bad).output().unwrap();
+    let out = Command::new(binary())
+        .args(["check", "-c"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad.yaml:"), "{err}");
@@ -130,7 +164,11 @@ fn check_allow_missing_env_validates_without_secrets() {
         .arg(&path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -142,7 +180,11 @@ fn sign_prints_the_provider_signature_from_any_secret_source() {
     let secret_file = dir.path().join("secret");
     std::fs::write(&secret_file, "s3cret\n").unwrap();
     let runs = [
-        Command::new(binary()).args(["sign", "--secret", "s3cret"]).arg(&body).output().unwrap(),
+        Command::new(binary())
+            .args(["sign", "--secret", "s3cret"])
+            .arg(&body)
+            .output()
+            .unwrap(),
         Command::new(binary())
             .args(["sign", "--secret-env", "HG_TEST_SECRET"])
             .arg(&body)
@@ -188,5 +230,8 @@ async fn send_posts_a_signed_body_and_reports_the_answer() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("403"));
-    eventually(Duration::from_secs(5), "delivered", || async { sink.count() == 1 }).await;
+    eventually(Duration::from_secs(5), "delivered", || async {
+        sink.count() == 1
+    })
+    .await;
 }

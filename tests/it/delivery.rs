@@ -42,18 +42,26 @@ async fn delivers_the_original_bytes_re_signed_with_hookgate_headers() {
     );
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: ended\n    match: {{ event: status-changed, status: ended }}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: ended\n    match: {{ event: status-changed, status: ended }}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     // Odd spacing and key order: the bytes must arrive exactly as sent.
     let body = "{ \"type\":\"VOICE\",  \"event\":\"status-changed\",\"companionId\":\"c-9\",\"data\":{\"messages\":[],\"status\":\"ended\",\"startedAt\":\"t\"} }";
     let accepted = accept(&gw, body).await;
-    eventually(Duration::from_secs(5), "the sink got the event", || async { sink.count() >= 1 }).await;
+    eventually(Duration::from_secs(5), "the sink got the event", || async {
+        sink.count() >= 1
+    })
+    .await;
     let got = &sink.received()[0];
     assert_eq!(got.method, "POST");
     assert_eq!(got.path, "/hooks/in");
     assert_eq!(&got.body[..], body.as_bytes());
-    assert!(got.signature_valid(TARGET_SECRET, "x-signature"), "re-signature must verify");
+    assert!(
+        got.signature_valid(TARGET_SECRET, "x-signature"),
+        "re-signature must verify"
+    );
     assert!(!got.signature_valid(common::SECRET, "x-signature"));
     assert_eq!(got.header("content-type"), Some("application/json"));
     assert_eq!(got.header("x-hookgate-event-id"), accepted["id"].as_str());
@@ -99,7 +107,11 @@ async fn fans_out_once_per_target_in_file_order() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(a.count(), 1, "one delivery per target however many routes name it");
+    assert_eq!(
+        a.count(),
+        1,
+        "one delivery per target however many routes name it"
+    );
     assert_eq!(a.received()[0].header("x-hookgate-route"), Some("first"));
     assert_eq!(b.received()[0].header("x-hookgate-route"), Some("second"));
     gw.stop().await;
@@ -117,17 +129,34 @@ async fn a_5xx_is_retried_with_the_same_delivery_id() {
     );
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
-    eventually(Duration::from_secs(5), "three attempts", || async { sink.count() >= 3 }).await;
+    eventually(Duration::from_secs(5), "three attempts", || async {
+        sink.count() >= 3
+    })
+    .await;
     let got = sink.received();
-    let ids: Vec<_> = got.iter().map(|r| r.header("x-hookgate-delivery-id").unwrap().to_owned()).collect();
-    assert!(ids.iter().all(|id| id == v["deliveries"][0]["id"].as_str().unwrap()));
-    let attempts: Vec<_> = got.iter().map(|r| r.header("x-hookgate-attempt").unwrap().to_owned()).collect();
+    let ids: Vec<_> = got
+        .iter()
+        .map(|r| r.header("x-hookgate-delivery-id").unwrap().to_owned())
+        .collect();
+    assert!(
+        ids.iter()
+            .all(|id| id == v["deliveries"][0]["id"].as_str().unwrap())
+    );
+    let attempts: Vec<_> = got
+        .iter()
+        .map(|r| r.header("x-hookgate-attempt").unwrap().to_owned())
+        .collect();
     assert_eq!(attempts, ["1", "2", "3"]);
-    assert!(got.iter().all(|r| r.signature_valid(TARGET_SECRET, "x-signature")));
+    assert!(
+        got.iter()
+            .all(|r| r.signature_valid(TARGET_SECRET, "x-signature"))
+    );
     gw.stop().await;
     let detail = stored(dir.path(), v["deliveries"][0]["id"].as_str().unwrap()).await;
     assert_eq!(detail.record.state, DeliveryState::Delivered);
@@ -143,11 +172,16 @@ async fn a_4xx_is_dead_at_once_with_the_response_recorded() {
     let targets = http_target("crm", &sink.url("/"), "    retry: { schedule: [50ms] }\n");
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
-    eventually(Duration::from_secs(5), "one attempt", || async { sink.count() >= 1 }).await;
+    eventually(Duration::from_secs(5), "one attempt", || async {
+        sink.count() >= 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.count(), 1, "a permanent failure is not retried");
     gw.stop().await;
@@ -168,11 +202,16 @@ async fn redirects_are_not_followed() {
     let targets = http_target("crm", &sink.url("/"), "");
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
-    eventually(Duration::from_secs(5), "one attempt", || async { sink.count() >= 1 }).await;
+    eventually(Duration::from_secs(5), "one attempt", || async {
+        sink.count() >= 1
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(elsewhere.count(), 0);
     gw.stop().await;
@@ -192,11 +231,16 @@ async fn retries_run_out_into_the_dead_letters() {
     );
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
-    eventually(Duration::from_secs(5), "three attempts", || async { sink.count() >= 3 }).await;
+    eventually(Duration::from_secs(5), "three attempts", || async {
+        sink.count() >= 3
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(sink.count(), 3, "schedule of 2 delays = 3 attempts");
     gw.stop().await;
@@ -218,17 +262,28 @@ async fn a_slow_target_times_out_and_is_retried() {
     );
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
-    eventually(Duration::from_secs(6), "a second attempt", || async { sink.count() >= 2 }).await;
+    eventually(Duration::from_secs(6), "a second attempt", || async {
+        sink.count() >= 2
+    })
+    .await;
     gw.stop().await;
     let detail = stored(dir.path(), v["deliveries"][0]["id"].as_str().unwrap()).await;
     assert_eq!(detail.record.state, DeliveryState::Delivered);
     let first = &detail.attempts[0].1;
-    assert!(first.error.as_deref().unwrap().contains("timed out"), "{first:?}");
-    assert!(!first.error.as_deref().unwrap().contains("127.0.0.1"), "no URL in errors");
+    assert!(
+        first.error.as_deref().unwrap().contains("timed out"),
+        "{first:?}"
+    );
+    assert!(
+        !first.error.as_deref().unwrap().contains("127.0.0.1"),
+        "no URL in errors"
+    );
 }
 
 #[tokio::test]
@@ -242,14 +297,22 @@ async fn template_bodies_are_rendered_and_signed() {
     );
     let yaml = common::config_yaml(
         dir.path(),
-        &format!("targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
     accept(&gw, &event("status-changed", "VOICE", "ended", "c-7")).await;
-    eventually(Duration::from_secs(5), "the sink got it", || async { sink.count() >= 1 }).await;
+    eventually(Duration::from_secs(5), "the sink got it", || async {
+        sink.count() >= 1
+    })
+    .await;
     let got = &sink.received()[0];
     let v: serde_json::Value = serde_json::from_slice(&got.body).unwrap();
-    assert_eq!(v, serde_json::json!({"who": "c-7", "attempt": 1, "reason": ""}));
+    assert_eq!(
+        v,
+        serde_json::json!({"who": "c-7", "attempt": 1, "reason": ""})
+    );
     assert!(got.signature_valid(TARGET_SECRET, "x-signature"));
     gw.stop().await;
 }

@@ -73,14 +73,26 @@ async fn signature_failures_are_401_or_403() {
     assert!(v["message"].is_string());
 
     let (s, v) = json(
-        client.post(&url).header("x-signature", "zz-not-hex").body(body.clone()).send().await.unwrap(),
+        client
+            .post(&url)
+            .header("x-signature", "zz-not-hex")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!((s, v["error"].as_str()), (401, Some("malformed_signature")));
 
     let wrong = sign("some-other-secret-value", body.as_bytes());
     let (s, v) = json(
-        client.post(&url).header("x-signature", &wrong).body(body.clone()).send().await.unwrap(),
+        client
+            .post(&url)
+            .header("x-signature", &wrong)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!((s, v["error"].as_str()), (403, Some("invalid_signature")));
@@ -91,7 +103,13 @@ async fn signature_failures_are_401_or_403() {
     let sig = sign(SECRET, body.as_bytes());
     let tampered = body.replace("c-1", "c-2");
     let (s, _) = json(
-        client.post(&url).header("x-signature", &sig).body(tampered).send().await.unwrap(),
+        client
+            .post(&url)
+            .header("x-signature", &sig)
+            .body(tampered)
+            .send()
+            .await
+            .unwrap(),
     )
     .await;
     assert_eq!(s, 403);
@@ -119,13 +137,25 @@ async fn bad_json_and_deep_nesting_are_400_invalid_json() {
     let url = gw.url("/webhooks/outrival");
     for body in ["{not json", "[1,2]", "\"str\"", ""] {
         let (s, v) = json(post_signed(&url, body).await).await;
-        assert_eq!((s, v["error"].as_str()), (400, Some("invalid_json")), "{body:?}");
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_json")),
+            "{body:?}"
+        );
     }
-    let deep = format!("{}{}", "{\"a\":".repeat(128), "1".to_owned() + &"}".repeat(128));
+    let deep = format!(
+        "{}{}",
+        "{\"a\":".repeat(128),
+        "1".to_owned() + &"}".repeat(128)
+    );
     let (s, v) = json(post_signed(&url, &deep).await).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_json")));
     assert!(v["message"].as_str().unwrap().contains("128"));
-    let ok = format!("{}{}", "{\"a\":".repeat(127), "1".to_owned() + &"}".repeat(127));
+    let ok = format!(
+        "{}{}",
+        "{\"a\":".repeat(127),
+        "1".to_owned() + &"}".repeat(127)
+    );
     assert_eq!(post_signed(&url, &ok).await.status(), 202);
     gw.stop().await;
 }
@@ -137,11 +167,17 @@ async fn lenient_source_stores_odd_events_and_counts_a_schema_warning() {
     let body = r#"{"event":"brand-new-event","type":"VOICE","companionId":"c","data":{"messages":[]},"extra":{"kept":true}}"#;
     let (s, v) = json(post_signed(&gw.url("/webhooks/outrival"), body).await).await;
     assert_eq!(s, 202, "{v}");
-    let metrics = reqwest::get(gw.admin_url("/metrics")).await.unwrap().text().await.unwrap();
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(
         metrics
             .lines()
-            .any(|l| l.starts_with("hookgate_requests_total") && l.contains("outcome=\"schema_warning\"")),
+            .any(|l| l.starts_with("hookgate_requests_total")
+                && l.contains("outcome=\"schema_warning\"")),
         "{metrics}"
     );
     // Unknown extra fields are kept: the log target gets the event as sent.
@@ -160,7 +196,8 @@ async fn strict_source_refuses_odd_events_naming_the_field() {
     let yaml = common::config_yaml(dir.path(), LOG_ONLY)
         .replace("    verify:\n", "    strict: true\n    verify:\n");
     let gw = Gateway::start(dir.path(), &yaml).await;
-    let body = r#"{"event":"status-changed","type":"VOICE","companionId":"c","data":{"messages":[]}}"#;
+    let body =
+        r#"{"event":"status-changed","type":"VOICE","companionId":"c","data":{"messages":[]}}"#;
     let (s, v) = json(post_signed(&gw.url("/webhooks/outrival"), body).await).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_event")));
     assert_eq!(v["message"], "data.startedAt is required");
@@ -186,8 +223,10 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
 #[tokio::test]
 async fn oversized_bodies_are_413_with_or_without_content_length() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = common::config_yaml(dir.path(), LOG_ONLY)
-        .replace("  read_timeout: 2s\n", "  read_timeout: 2s\n  max_body_bytes: 1KiB\n");
+    let yaml = common::config_yaml(dir.path(), LOG_ONLY).replace(
+        "  read_timeout: 2s\n",
+        "  read_timeout: 2s\n  max_body_bytes: 1KiB\n",
+    );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(2000));
 
@@ -210,7 +249,11 @@ async fn oversized_bodies_are_413_with_or_without_content_length() {
         "POST /webhooks/outrival HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\ntransfer-encoding: chunked\r\n\r\n"
     );
     for chunk in big.as_bytes().chunks(500) {
-        req.push_str(&format!("{:x}\r\n{}\r\n", chunk.len(), std::str::from_utf8(chunk).unwrap()));
+        req.push_str(&format!(
+            "{:x}\r\n{}\r\n",
+            chunk.len(),
+            std::str::from_utf8(chunk).unwrap()
+        ));
     }
     req.push_str("0\r\n\r\n");
     stream.write_all(req.as_bytes()).await.unwrap();
@@ -223,7 +266,12 @@ async fn oversized_bodies_are_413_with_or_without_content_length() {
     // Exactly at the limit is fine.
     let fits = format!("{{\"pad\":\"{}\"}}", "x".repeat(1024 - 10));
     assert_eq!(fits.len(), 1024);
-    assert_eq!(post_signed(&gw.url("/webhooks/outrival"), &fits).await.status(), 202);
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/outrival"), &fits)
+            .await
+            .status(),
+        202
+    );
     gw.stop().await;
 }
 
@@ -248,7 +296,9 @@ async fn a_body_that_dribbles_in_gets_408() {
             break;
         }
         let mut buf = [0u8; 1024];
-        if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await {
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(300), stream.read(&mut buf)).await
+        {
             resp.extend_from_slice(&buf[..n]);
             break;
         }
@@ -257,7 +307,10 @@ async fn a_body_that_dribbles_in_gets_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
     gw.stop().await;
 }
 
@@ -266,7 +319,10 @@ async fn headers_that_never_finish_get_the_connection_closed() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "").await;
     let mut stream = TcpStream::connect(gw.addr).await.unwrap();
-    stream.write_all(b"POST /webhooks/outrival HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"POST /webhooks/outrival HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let started = std::time::Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut buf)).await;
@@ -279,15 +335,21 @@ async fn headers_that_never_finish_get_the_connection_closed() {
 #[tokio::test]
 async fn connections_beyond_max_connections_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = common::config_yaml(dir.path(), LOG_ONLY)
-        .replace("  read_timeout: 2s\n", "  read_timeout: 30s\n  max_connections: 2\n");
+    let yaml = common::config_yaml(dir.path(), LOG_ONLY).replace(
+        "  read_timeout: 2s\n",
+        "  read_timeout: 30s\n  max_connections: 2\n",
+    );
     let gw = Gateway::start(dir.path(), &yaml).await;
     let url = gw.url("/webhooks/outrival");
     // Two idle keep-alive connections hold both slots.
     let mut a = TcpStream::connect(gw.addr).await.unwrap();
     let mut b = TcpStream::connect(gw.addr).await.unwrap();
-    a.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
-    b.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    a.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    b.write_all(b"GET /x HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 512];
     let _ = a.read(&mut buf).await.unwrap();
     let _ = b.read(&mut buf).await.unwrap();
@@ -299,9 +361,15 @@ async fn connections_beyond_max_connections_wait() {
         async move { post_signed(&url, &body).await.status().as_u16() }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!third.is_finished(), "a third connection was served beyond max_connections");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served beyond max_connections"
+    );
     drop(a);
-    let status = tokio::time::timeout(Duration::from_secs(5), third).await.unwrap().unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status, 202);
     drop(b);
     gw.stop().await;
@@ -311,7 +379,19 @@ async fn connections_beyond_max_connections_wait() {
 async fn probes_answer() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "").await;
-    assert_eq!(reqwest::get(gw.admin_url("/healthz")).await.unwrap().status(), 200);
-    assert_eq!(reqwest::get(gw.admin_url("/readyz")).await.unwrap().status(), 200);
+    assert_eq!(
+        reqwest::get(gw.admin_url("/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(gw.admin_url("/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     gw.stop().await;
 }
