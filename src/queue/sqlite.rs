@@ -1,1 +1,0 @@
-//! The SQLite delivery store (stub).
