@@ -12,6 +12,8 @@
 
 mod ops;
 mod schema;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::fs::{File, OpenOptions, TryLockError};

@@ -91,8 +91,8 @@ pub(super) type Lease = (DeliveryId, LeaseToken);
 type Answer = Box<dyn FnOnce(Option<&str>) -> Vec<Lease> + Send>;
 
 /// A command that ran inside the batch, waiting for the commit's verdict.
-struct Ran {
-    answer: Answer,
+pub(super) struct Ran {
+    pub(super) answer: Answer,
     ok: bool,
     wake: Vec<String>,
     events: u64,
@@ -119,7 +119,7 @@ fn sql<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
 }
 
 /// Run one write command on `conn` (a savepoint inside the batch).
-fn apply(conn: &Connection, op: Op) -> Ran {
+pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
     match op {
         Op::Enqueue(ev, reply) => {
             let result = sql(ops::enqueue(conn, &ev));
@@ -284,17 +284,12 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         let mut r = match tx.savepoint() {
             Ok(sp) => {
                 let r = apply(&sp, op);
-                // Savepoint::finish releases it, after rolling back when it failed.
-                let mut sp = sp;
-                if r.ok {
-                    sp.set_drop_behavior(rusqlite::DropBehavior::Commit);
-                }
-                match sp.finish() {
+                // Release the savepoint, keeping its work only if the command
+                // succeeded (dropping it rolls back, then releases).
+                let released = if r.ok { sp.commit() } else { sp.finish() };
+                match released {
                     Ok(()) => r,
-                    Err(e) => Ran {
-                        ok: false,
-                        ..fail_ran(r, db_err(e))
-                    },
+                    Err(e) => fail_ran(r, db_err(e)),
                 }
             }
             Err(e) => {
@@ -328,14 +323,18 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         }
         return orphans;
     }
-    for r in done {
+    // Counters and wake-ups before the answers: a caller that sees its
+    // enqueue done also sees it counted and its target signalled.
+    for r in &mut done {
         events += r.events;
-        wake.extend(r.wake);
-        orphans.extend((r.answer)(None));
+        wake.extend(std::mem::take(&mut r.wake));
     }
     stats.record_commit(commands, events);
     for target in &wake {
         shared.signal.notify(target);
+    }
+    for r in done {
+        orphans.extend((r.answer)(None));
     }
     orphans
 }
@@ -353,7 +352,7 @@ fn fail_ran(r: Ran, msg: String) -> Ran {
 }
 
 /// Put back deliveries leased for callers that gave up before the answer came.
-fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>) {
+pub(super) fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>) {
     let result = conn.transaction().and_then(|tx| {
         for (id, lease) in orphans.iter() {
             ops::release(&tx, *id, *lease)?;
@@ -366,102 +365,5 @@ fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>) {
         Err(e) => {
             tracing::warn!(error = %db_err(e), "sqlite queue: cannot release abandoned claims")
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::{NewDelivery, WorkSignal};
-    use bytes::Bytes;
-    use uuid::Uuid;
-
-    fn ev(targets: &[&str]) -> NewEvent {
-        NewEvent {
-            id: Uuid::now_v7(),
-            source: "s".into(),
-            received_at_ms: 1,
-            body: Bytes::from_static(b"{}"),
-            deliveries: targets
-                .iter()
-                .map(|t| NewDelivery {
-                    id: Uuid::now_v7(),
-                    target: (*t).into(),
-                    route: "r".into(),
-                })
-                .collect(),
-        }
-    }
-
-    /// One bad command in the middle of a batch fails alone; the batch commits
-    /// once for everyone else.
-    #[test]
-    fn a_failing_command_fails_only_its_caller() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut conn, _) =
-            super::super::schema::open_connection(&dir.path().join("q.db")).unwrap();
-        let shared = Shared {
-            signal: WorkSignal::default(),
-            stats: Default::default(),
-        };
-        let (events, mut answers) = (vec![ev(&["a"]), ev(&["a", "a"]), ev(&["b"])], Vec::new());
-        let batch = events
-            .iter()
-            .map(|e| {
-                let (tx, rx) = oneshot::channel();
-                answers.push(rx);
-                Op::Enqueue(e.clone(), tx)
-            })
-            .collect();
-        assert!(run_batch(&mut conn, batch, &shared).is_empty());
-        let results: Vec<bool> = answers
-            .into_iter()
-            .map(|mut rx| rx.try_recv().unwrap().is_ok())
-            .collect();
-        assert_eq!(results, [true, false, true]);
-        let stats = shared.stats.snapshot();
-        assert_eq!((stats.batches, stats.commands, stats.events), (1, 3, 2));
-        let stored: i64 = conn
-            .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 2);
-    }
-
-    /// A claim whose caller is gone by the time it is answered is handed back.
-    #[test]
-    fn an_abandoned_claim_is_released() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut conn, _) =
-            super::super::schema::open_connection(&dir.path().join("q.db")).unwrap();
-        let shared = Shared {
-            signal: WorkSignal::default(),
-            stats: Default::default(),
-        };
-        let (tx, _rx) = oneshot::channel();
-        assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
-        // The answer is taken out of the batch by dropping the receiver after
-        // the claim ran: simulate with a receiver dropped before commit.
-        let (tx, rx) = oneshot::channel();
-        let claim = Op::Claim {
-            target: "a".into(),
-            now_ms: 10,
-            limit: 10,
-            reply: tx,
-        };
-        let mut ran = {
-            let tx = conn.transaction().unwrap();
-            let r = apply(&tx, claim);
-            tx.commit().unwrap();
-            r
-        };
-        drop(rx);
-        let mut orphans = (std::mem::replace(&mut ran.answer, Box::new(|_| Vec::new())))(None);
-        assert_eq!(orphans.len(), 1);
-        release_orphans(&mut conn, &mut orphans);
-        assert!(orphans.is_empty());
-        let state: String = conn
-            .query_row("SELECT state FROM deliveries", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(state, "pending");
     }
 }
