@@ -1,1 +1,0 @@
-//! A conformance suite every DeliveryStore runs (stub).

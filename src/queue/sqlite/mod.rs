@@ -1,0 +1,289 @@
+//! The SQLite delivery store: the default, embedded backend.
+//!
+//! One file (WAL, `synchronous=FULL`), one writer thread that owns the
+//! connection and group-commits every waiting command in one transaction
+//! ([`writer`]), so an accepted event costs a share of one fsync rather than a
+//! whole one, and the tokio runtime never blocks on SQLite. A sidecar
+//! `<path>.lock` keeps a second hookgate process off the same file.
+//!
+//! Layout: this file is the handle and the trait impl; [`schema`] opens the file,
+//! creates or checks the schema and recovers crashed claims; [`ops`] is the SQL
+//! of each operation; [`writer`] is the thread and its batching.
+
+mod ops;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use tokio::sync::oneshot;
+
+use self::writer::{Op, Reply};
+use crate::queue::{
+    Claim, Completed, Completion, DeliveryDetail, DeliveryId, DeliveryStore, LeaseToken, NewEvent,
+    StoreError, StoreFuture, WorkSignal,
+};
+
+/// Counters of the writer's work since open, for "events per sync".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Write transactions committed (one fsync each).
+    pub batches: u64,
+    /// Write commands (enqueue, claim, complete, release, check) committed.
+    pub commands: u64,
+    /// Events enqueued (committed).
+    pub events: u64,
+    /// Committed batches that held at least one enqueue.
+    pub event_batches: u64,
+    /// The most commands one committed batch held.
+    pub largest_batch: u64,
+    /// Batches whose transaction could not be begun or committed.
+    pub failed_batches: u64,
+}
+
+impl StoreStats {
+    /// Events made durable per fsync, over the batches that held events.
+    pub fn events_per_sync(&self) -> f64 {
+        if self.event_batches == 0 {
+            return 0.0;
+        }
+        self.events as f64 / self.event_batches as f64
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    batches: AtomicU64,
+    commands: AtomicU64,
+    events: AtomicU64,
+    event_batches: AtomicU64,
+    largest_batch: AtomicU64,
+    failed_batches: AtomicU64,
+}
+
+impl Counters {
+    fn record_commit(&self, commands: u64, events: u64) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.commands.fetch_add(commands, Ordering::Relaxed);
+        self.largest_batch.fetch_max(commands, Ordering::Relaxed);
+        if events > 0 {
+            self.events.fetch_add(events, Ordering::Relaxed);
+            self.event_batches.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> StoreStats {
+        StoreStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            commands: self.commands.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            event_batches: self.event_batches.load(Ordering::Relaxed),
+            largest_batch: self.largest_batch.load(Ordering::Relaxed),
+            failed_batches: self.failed_batches.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What the handle and the writer thread share.
+struct Shared {
+    signal: WorkSignal,
+    stats: Counters,
+}
+
+/// The SQLite [`DeliveryStore`]. Dropping it finishes the queued commands,
+/// closes the file and releases the lock (blocking until then).
+pub struct SqliteStore {
+    commands: mpsc::Sender<Op>,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Open (creating if needed) the queue file at `path`, lock it for this
+    /// process, recover deliveries a crash left in flight, and start the writer.
+    /// Blocking: call it at startup, not from a busy runtime thread.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Open(format!("cannot create directory {}: {e}", dir.display()))
+            })?;
+        }
+        let lock = lock_file(path)?;
+        let (conn, recovered) = schema::open_connection(path)?;
+        if recovered > 0 {
+            tracing::info!(
+                recovered,
+                "sqlite queue: deliveries in flight at the last stop will be retried"
+            );
+        }
+        let shared = Arc::new(Shared {
+            signal: WorkSignal::default(),
+            stats: Counters::default(),
+        });
+        let (commands, rx) = mpsc::channel();
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("hookgate-sqlite".into())
+            .spawn(move || writer::run(conn, lock, rx, thread_shared))
+            .map_err(|e| StoreError::Open(format!("cannot start the sqlite writer thread: {e}")))?;
+        Ok(SqliteStore {
+            commands,
+            shared,
+            thread: Some(thread),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The queue file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The writer's counters since open.
+    pub fn stats(&self) -> StoreStats {
+        self.shared.stats.snapshot()
+    }
+
+    /// Finish the commands queued so far, close the file and release the lock.
+    /// Later calls on this store fail with [`StoreError::Unavailable`].
+    pub async fn close(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.commands.send(Op::Close(ack)).is_ok() {
+            // An error means the writer is already gone: closed as well.
+            let _ = done.await;
+        }
+    }
+
+    /// Send a command and wait for its answer. Nothing is sent until the
+    /// future is first polled; once sent, the command runs even if the future
+    /// is dropped (an abandoned claim is handed back by the writer).
+    fn call<'a, T: Send + 'static>(
+        &'a self,
+        make: impl FnOnce(Reply<T>) -> Op + Send + 'a,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.commands.send(make(reply)).map_err(|_| closed())?;
+            answer.await.unwrap_or_else(|_| Err(closed()))
+        })
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("the sqlite queue is closed".into())
+}
+
+/// Take `<path>.lock` for this process: two hookgates writing one queue would
+/// each believe they own every in-flight delivery.
+fn lock_file(path: &Path) -> Result<File, StoreError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = PathBuf::from(name);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| StoreError::Open(format!("cannot open {}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(StoreError::Open(format!(
+            "{} is locked: another hookgate is using this queue; stop it or set a \
+             different queue.path",
+            path.display()
+        ))),
+        Err(TryLockError::Error(e)) => Err(StoreError::Open(format!(
+            "cannot lock {}: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
+/// A short description of a SQLite error. SQLite's own messages name tables,
+/// columns and constraints, never row values, so no event data leaks into
+/// errors; other error kinds are reduced to their category.
+fn db_err(e: rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqliteFailure(err, Some(msg)) => format!("sqlite: {msg} ({:?})", err.code),
+        rusqlite::Error::SqliteFailure(err, None) => format!("sqlite: {err}"),
+        rusqlite::Error::FromSqlConversionFailure(col, ..)
+        | rusqlite::Error::InvalidColumnType(col, ..)
+        | rusqlite::Error::IntegralValueOutOfRange(col, _) => {
+            format!("sqlite: unreadable stored value in column {col}")
+        }
+        _ => "sqlite: unexpected error".to_owned(),
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        let (ack, _) = oneshot::channel();
+        let _ = self.commands.send(Op::Close(ack));
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            tracing::error!("sqlite queue writer thread panicked");
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DeliveryStore for SqliteStore {
+    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, ()> {
+        self.call(move |reply| Op::Enqueue(event, reply))
+    }
+
+    fn claim_due(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claim>> {
+        let target = target.to_owned();
+        self.call(move |reply| Op::Claim {
+            target,
+            now_ms,
+            limit,
+            reply,
+        })
+    }
+
+    fn complete(&self, completion: Completion) -> StoreFuture<'_, Completed> {
+        self.call(move |reply| Op::Complete(completion, reply))
+    }
+
+    fn release(&self, delivery_id: DeliveryId, lease: LeaseToken) -> StoreFuture<'_, ()> {
+        self.call(move |reply| Op::Release {
+            id: delivery_id,
+            lease,
+            reply,
+        })
+    }
+
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
+        let target = target.to_owned();
+        self.call(move |reply| Op::NextDue(target, reply))
+    }
+
+    fn delivery(&self, id: DeliveryId) -> StoreFuture<'_, Option<DeliveryDetail>> {
+        self.call(move |reply| Op::Delivery(id, reply))
+    }
+
+    fn check_writable(&self) -> StoreFuture<'_, ()> {
+        self.call(Op::CheckWritable)
+    }
+
+    fn work_signal(&self) -> &WorkSignal {
+        &self.shared.signal
+    }
+}

@@ -1,0 +1,150 @@
+//! Opening the SQLite file: connection settings, the schema, its version, and
+//! crash recovery of deliveries that were in flight when the last process died.
+
+use std::path::Path;
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::db_err;
+use crate::queue::{RECORD_FORMAT, StoreError};
+
+/// The schema version this build creates and understands (`PRAGMA user_version`).
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// The tables. `seq` is the acceptance order (AUTOINCREMENT, so a number is never
+/// reused even after rows are pruned). `UNIQUE(event_id, target)` makes "one
+/// delivery per (event, target)" a property of the file, not of the caller.
+const SCHEMA: &str = "
+CREATE TABLE events (
+    id          TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    body        BLOB NOT NULL,
+    format      INTEGER NOT NULL
+);
+CREATE TABLE deliveries (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    id              TEXT NOT NULL UNIQUE,
+    event_id        TEXT NOT NULL REFERENCES events(id) ON DELETE CASCADE,
+    target          TEXT NOT NULL,
+    route           TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN
+                        ('pending', 'in_flight', 'retrying', 'delivered', 'dead')),
+    dead_reason     TEXT,
+    attempt_count   INTEGER NOT NULL DEFAULT 0,
+    budget_attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    lease_token     TEXT,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    format          INTEGER NOT NULL,
+    UNIQUE (event_id, target)
+);
+-- Claims and next_due: a partial index holding only the waiting rows, ordered
+-- exactly as they are claimed, so a claim reads the first `limit` entries and
+-- stops, however many rows wait behind a dead target. Finished rows cost it nothing.
+CREATE INDEX deliveries_due ON deliveries (target, next_attempt_at, seq)
+    WHERE state IN ('pending', 'retrying');
+-- Everything else by state: crash recovery (in_flight), dead-letter replay and
+-- purge per target, admin listings and depth counts.
+CREATE INDEX deliveries_state ON deliveries (state, target, seq);
+CREATE TABLE attempts (
+    delivery_id      TEXT NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
+    n                INTEGER NOT NULL,
+    at               INTEGER NOT NULL,
+    status           INTEGER,
+    error            TEXT,
+    duration_ms      INTEGER NOT NULL,
+    response_excerpt TEXT,
+    format           INTEGER NOT NULL,
+    PRIMARY KEY (delivery_id, n)
+) WITHOUT ROWID;
+-- Small facts about the file itself; also the target of check_writable's write.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
+/// Open `path`, apply the connection settings, create or check the schema and
+/// recover deliveries cut off by a crash. Returns how many were recovered.
+pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreError> {
+    let open_err = |what: &str, e: rusqlite::Error| {
+        StoreError::Open(format!("{}: {what}: {}", path.display(), db_err(e)))
+    };
+    let mut conn = Connection::open(path).map_err(|e| open_err("cannot open", e))?;
+    configure(&conn).map_err(|e| open_err("cannot configure", e))?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .map_err(|e| open_err("cannot enable WAL", e))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // e.g. a filesystem without shared-memory support: refuse rather than
+        // run with different durability and locking than documented.
+        return Err(StoreError::Open(format!(
+            "{}: the filesystem does not support SQLite WAL mode",
+            path.display()
+        )));
+    }
+
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| open_err("cannot start", e))?;
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| open_err("cannot read schema version", e))?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA)
+                .map_err(|e| open_err("cannot create schema", e))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| open_err("cannot set schema version", e))?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES ('record_format', ?1)",
+                [RECORD_FORMAT.to_string()],
+            )
+            .map_err(|e| open_err("cannot write meta", e))?;
+        }
+        SCHEMA_VERSION => {}
+        newer if newer > SCHEMA_VERSION => {
+            return Err(StoreError::Open(format!(
+                "{}: written by a newer hookgate (schema version {newer}, this build \
+                 understands up to {SCHEMA_VERSION}); upgrade hookgate or point \
+                 queue.path at another file",
+                path.display()
+            )));
+        }
+        other => {
+            return Err(StoreError::Open(format!(
+                "{}: unknown schema version {other}; not a hookgate queue file?",
+                path.display()
+            )));
+        }
+    }
+    let recovered = recover_in_flight(&tx).map_err(|e| open_err("cannot recover", e))?;
+    tx.commit().map_err(|e| open_err("cannot commit", e))?;
+    Ok((conn, recovered))
+}
+
+/// With WAL (set by the caller) and `synchronous=FULL`, a commit is on disk when
+/// COMMIT returns: one fsync of the WAL per transaction, which group commit
+/// amortises. The busy timeout only matters for outside readers (sqlite3 CLI).
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+/// An attempt cut off by a crash is not counted (DESIGN.md section 6): the row
+/// goes back to where it was before the claim, keeping its due time and so its
+/// place in the claim order.
+fn recover_in_flight(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.execute(
+        "UPDATE deliveries
+            SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
+                lease_token = NULL
+          WHERE state = 'in_flight'",
+        [],
+    )
+}

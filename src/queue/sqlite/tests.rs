@@ -1,0 +1,132 @@
+//! Unit tests of the sqlite store's internals: query plans, schema versions,
+//! batch isolation and abandoned claims. The behaviour through the trait is
+//! covered by the conformance suite in `tests/store_sqlite.rs`.
+
+use bytes::Bytes;
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::schema::open_connection;
+use super::writer::{Op, apply, release_orphans, run_batch};
+use super::{Shared, ops};
+use crate::queue::{NewDelivery, NewEvent, WorkSignal};
+
+fn plan(conn: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> String {
+    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    let rows = stmt.query_map(params, |r| r.get::<_, String>(3)).unwrap();
+    rows.map(|r| r.unwrap()).collect::<Vec<_>>().join("; ")
+}
+
+/// The claim must walk the partial index in order: no full scan, no sort.
+#[test]
+fn claim_and_next_due_use_the_due_index_without_sorting() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let claim: &[&dyn rusqlite::ToSql] = &[&"t", &0, &10];
+    let next_due: &[&dyn rusqlite::ToSql] = &[&"t"];
+    for (sql, params) in [(ops::CLAIM_SELECT, claim), (ops::NEXT_DUE, next_due)] {
+        let p = plan(&conn, sql, params);
+        assert!(p.contains("deliveries_due"), "{sql}\n=> {p}");
+        assert!(!p.contains("TEMP B-TREE"), "{sql}\n=> {p}");
+    }
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    drop(open_connection(&path).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = open_connection(&path).unwrap_err().to_string();
+    assert!(err.contains("newer hookgate"), "{err}");
+}
+
+fn ev(targets: &[&str]) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        source: "s".into(),
+        received_at_ms: 1,
+        body: Bytes::from_static(b"{}"),
+        deliveries: targets
+            .iter()
+            .map(|t| NewDelivery {
+                id: Uuid::now_v7(),
+                target: (*t).into(),
+                route: "r".into(),
+            })
+            .collect(),
+    }
+}
+
+/// One bad command in the middle of a batch fails alone; the batch commits
+/// once for everyone else.
+#[test]
+fn a_failing_command_fails_only_its_caller() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let shared = Shared {
+        signal: WorkSignal::default(),
+        stats: Default::default(),
+    };
+    let (events, mut answers) = (vec![ev(&["a"]), ev(&["a", "a"]), ev(&["b"])], Vec::new());
+    let batch = events
+        .iter()
+        .map(|e| {
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            Op::Enqueue(e.clone(), tx)
+        })
+        .collect();
+    assert!(run_batch(&mut conn, batch, &shared).is_empty());
+    let results: Vec<bool> = answers
+        .into_iter()
+        .map(|mut rx| rx.try_recv().unwrap().is_ok())
+        .collect();
+    assert_eq!(results, [true, false, true]);
+    let stats = shared.stats.snapshot();
+    assert_eq!((stats.batches, stats.commands, stats.events), (1, 3, 2));
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, 2);
+}
+
+/// A claim whose caller is gone by the time it is answered is handed back.
+#[test]
+fn an_abandoned_claim_is_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let shared = Shared {
+        signal: WorkSignal::default(),
+        stats: Default::default(),
+    };
+    let (tx, _rx) = oneshot::channel();
+    assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
+    // The caller drops its future after the claim has leased rows but before
+    // the commit's answer reaches it.
+    let (tx, rx) = oneshot::channel();
+    let claim = Op::Claim {
+        target: "a".into(),
+        now_ms: 10,
+        limit: 10,
+        reply: tx,
+    };
+    let ran = {
+        let tx = conn.transaction().unwrap();
+        let r = apply(&tx, claim);
+        tx.commit().unwrap();
+        r
+    };
+    drop(rx);
+    let mut orphans = (ran.answer)(None);
+    assert_eq!(orphans.len(), 1);
+    release_orphans(&mut conn, &mut orphans);
+    assert!(orphans.is_empty());
+    let state: String = conn
+        .query_row("SELECT state FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "pending");
+}

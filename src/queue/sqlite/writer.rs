@@ -1,0 +1,369 @@
+//! The writer thread: owns the connection, and turns every command waiting in
+//! its channel into one transaction with one commit (group commit).
+//!
+//! An fsync costs the same for one event as for a thousand, so the thread
+//! blocks for one command, takes every other command already queued (up to
+//! [`MAX_BATCH`]), runs them all in one transaction — each inside its own
+//! SAVEPOINT so a failing command fails only its caller — commits once, and only
+//! then answers. Nobody hears "done" before the commit is on disk. Reads need no
+//! transaction; they run after the commit, so they only ever see durable data.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::Receiver;
+
+use rusqlite::{Connection, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use super::{Shared, db_err, ops};
+use crate::queue::{
+    Claim, Completed, Completion, DeliveryDetail, DeliveryId, LeaseToken, NewEvent, StoreError,
+};
+
+/// The most commands in one transaction: bounds commit latency and memory.
+pub(super) const MAX_BATCH: usize = 4096;
+
+pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// One request to the writer thread, with where to send the answer.
+pub(super) enum Op {
+    Enqueue(NewEvent, Reply<()>),
+    Claim {
+        target: String,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<Vec<Claim>>,
+    },
+    Complete(Completion, Reply<Completed>),
+    Release {
+        id: DeliveryId,
+        lease: LeaseToken,
+        reply: Reply<()>,
+    },
+    CheckWritable(Reply<()>),
+    NextDue(String, Reply<Option<i64>>),
+    Delivery(DeliveryId, Reply<Option<DeliveryDetail>>),
+    /// Finish what is queued before this, then stop; acknowledged once the
+    /// file is closed and unlocked.
+    Close(oneshot::Sender<()>),
+}
+
+impl Op {
+    fn is_write(&self) -> bool {
+        !matches!(self, Op::NextDue(..) | Op::Delivery(..) | Op::Close(_))
+    }
+
+    /// Answer with an error without running the command.
+    fn fail(self, msg: &str) {
+        // A caller that went away does not need the answer: send errors are ignored.
+        match self {
+            Op::Enqueue(_, r) | Op::Release { reply: r, .. } | Op::CheckWritable(r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::Claim { reply, .. } => {
+                let _ = reply.send(unavailable(msg));
+            }
+            Op::Complete(_, r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::NextDue(_, r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::Delivery(_, r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::Close(_) => {}
+        }
+    }
+}
+
+fn unavailable<T>(msg: &str) -> Result<T, StoreError> {
+    Err(StoreError::Unavailable(msg.to_owned()))
+}
+
+/// A lease handed out by a claim, identified by its delivery.
+pub(super) type Lease = (DeliveryId, LeaseToken);
+
+/// Sends a command's answer: its own result if the batch committed, or the
+/// batch's failure. Returns the leases of claims nobody received.
+type Answer = Box<dyn FnOnce(Option<&str>) -> Vec<Lease> + Send>;
+
+/// A command that ran inside the batch, waiting for the commit's verdict.
+pub(super) struct Ran {
+    pub(super) answer: Answer,
+    ok: bool,
+    wake: Vec<String>,
+    events: u64,
+}
+
+fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran {
+    Ran {
+        ok: result.is_ok(),
+        answer: Box::new(move |batch_failure| {
+            let result = match (batch_failure, result) {
+                (Some(msg), Ok(_)) => unavailable(msg),
+                (_, r) => r,
+            };
+            let _ = reply.send(result);
+            Vec::new()
+        }),
+        wake: Vec::new(),
+        events: 0,
+    }
+}
+
+fn sql<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Unavailable(db_err(e)))
+}
+
+/// Run one write command on `conn` (a savepoint inside the batch).
+pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
+    match op {
+        Op::Enqueue(ev, reply) => {
+            let result = sql(ops::enqueue(conn, &ev));
+            let mut r = ran(reply, result);
+            if r.ok {
+                r.events = 1;
+                r.wake = ev.deliveries.into_iter().map(|d| d.target).collect();
+            }
+            r
+        }
+        Op::Claim {
+            target,
+            now_ms,
+            limit,
+            reply,
+        } => {
+            // The caller gave up (its future was dropped) before we got here:
+            // leasing rows for nobody would strand them until the next restart.
+            if reply.is_closed() {
+                return ran(reply, Ok(Vec::new()));
+            }
+            let result = sql(ops::claim(conn, &target, now_ms, limit));
+            let ok = result.is_ok();
+            let answer = Box::new(move |batch_failure: Option<&str>| {
+                let result = match (batch_failure, result) {
+                    (Some(msg), Ok(_)) => unavailable(msg),
+                    (_, r) => r,
+                };
+                match reply.send(result) {
+                    // It gave up after we leased: hand the leases back.
+                    Err(Ok(claims)) => claims.iter().map(|c| (c.delivery_id, c.lease)).collect(),
+                    _ => Vec::new(),
+                }
+            });
+            Ran {
+                answer,
+                ok,
+                wake: Vec::new(),
+                events: 0,
+            }
+        }
+        Op::Complete(c, reply) => match sql(ops::complete(conn, &c)) {
+            Ok((done, wake)) => Ran {
+                wake: wake.into_iter().collect(),
+                ..ran(reply, Ok(done))
+            },
+            Err(e) => ran(reply, Err(e)),
+        },
+        Op::Release { id, lease, reply } => match sql(ops::release(conn, id, lease)) {
+            Ok(wake) => Ran {
+                wake: wake.into_iter().collect(),
+                ..ran(reply, Ok(()))
+            },
+            Err(e) => ran(reply, Err(e)),
+        },
+        Op::CheckWritable(reply) => ran(reply, sql(ops::touch(conn, now_ms()))),
+        // run_batch sends only writes here.
+        read_or_close => {
+            read_or_close.fail("internal: not a write command");
+            Ran {
+                answer: Box::new(|_| Vec::new()),
+                ok: false,
+                wake: Vec::new(),
+                events: 0,
+            }
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn read(conn: &Connection, op: Op) {
+    match op {
+        Op::NextDue(target, reply) => {
+            let _ = reply.send(sql(ops::next_due(conn, &target)));
+        }
+        Op::Delivery(id, reply) => {
+            let _ = reply.send(sql(ops::delivery(conn, id)));
+        }
+        other => other.fail("internal: not a read command"),
+    }
+}
+
+/// The thread body. Owns the connection and the lock file; returns when the
+/// store is closed or dropped, after answering everything queued before that.
+pub(super) fn run(mut conn: Connection, lock: File, rx: Receiver<Op>, shared: Arc<Shared>) {
+    let mut closing = None;
+    let mut orphans = Vec::new();
+    while closing.is_none() {
+        let Ok(first) = rx.recv() else { break };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(op) = next {
+            match op {
+                Op::Close(ack) => {
+                    closing = Some(ack);
+                    break;
+                }
+                op => batch.push(op),
+            }
+            next = if batch.len() < MAX_BATCH {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        orphans.extend(run_batch(&mut conn, batch, &shared));
+        if !orphans.is_empty() {
+            release_orphans(&mut conn, &mut orphans);
+        }
+    }
+    // Commands sent after Close are dropped with the receiver: their callers
+    // see the store as closed.
+    drop(rx);
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %db_err(e), "closing the sqlite queue failed");
+    }
+    drop(lock);
+    if let Some(ack) = closing {
+        let _ = ack.send(());
+    }
+}
+
+/// Run one batch: the writes in one transaction, then the reads. Returns the
+/// leases of claims whose caller was gone by the time they were answered.
+pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>, shared: &Shared) -> Vec<Lease> {
+    let (writes, reads): (Vec<Op>, Vec<Op>) = batch.into_iter().partition(Op::is_write);
+    let orphans = if writes.is_empty() {
+        Vec::new()
+    } else {
+        commit_writes(conn, writes, shared)
+    };
+    for op in reads {
+        read(conn, op);
+    }
+    orphans
+}
+
+fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec<Lease> {
+    let commands = writes.len() as u64;
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = db_err(e);
+            tracing::warn!(error = %msg, "sqlite queue: cannot begin a transaction");
+            writes.into_iter().for_each(|op| op.fail(&msg));
+            shared.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            return Vec::new();
+        }
+    };
+    let mut done: Vec<Ran> = Vec::with_capacity(writes.len());
+    let mut aborted: Option<String> = None;
+    for op in writes {
+        if let Some(msg) = &aborted {
+            op.fail(msg);
+            continue;
+        }
+        let mut r = match tx.savepoint() {
+            Ok(sp) => {
+                let r = apply(&sp, op);
+                // Release the savepoint, keeping its work only if the command
+                // succeeded (dropping it rolls back, then releases).
+                let released = if r.ok { sp.commit() } else { sp.finish() };
+                match released {
+                    Ok(()) => r,
+                    Err(e) => fail_ran(r, db_err(e)),
+                }
+            }
+            Err(e) => {
+                op.fail(&db_err(e));
+                continue;
+            }
+        };
+        // Some errors (disk full, I/O) make SQLite roll back the whole
+        // transaction. Anything run after that would land in a fresh implicit
+        // transaction, and the commands before it would be lost while their
+        // callers were told "done": fail the whole batch instead.
+        if tx.is_autocommit() {
+            aborted = Some("the batch transaction was rolled back".to_owned());
+            r.ok = false;
+        }
+        done.push(r);
+    }
+    let failure = match aborted {
+        Some(msg) => Some(msg),
+        None => tx.commit().err().map(db_err),
+    };
+    let stats = &shared.stats;
+    let mut orphans = Vec::new();
+    let mut wake = BTreeSet::new();
+    let mut events = 0;
+    if let Some(msg) = &failure {
+        tracing::warn!(error = %msg, commands, "sqlite queue: batch commit failed");
+        stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        for r in done {
+            orphans.extend((r.answer)(Some(msg)));
+        }
+        return orphans;
+    }
+    // Counters and wake-ups before the answers: a caller that sees its
+    // enqueue done also sees it counted and its target signalled.
+    for r in &mut done {
+        events += r.events;
+        wake.extend(std::mem::take(&mut r.wake));
+    }
+    stats.record_commit(commands, events);
+    for target in &wake {
+        shared.signal.notify(target);
+    }
+    for r in done {
+        orphans.extend((r.answer)(None));
+    }
+    orphans
+}
+
+/// Keep a command's answer but turn its result into `msg` (its savepoint could
+/// not be released, so its effect is uncertain).
+fn fail_ran(r: Ran, msg: String) -> Ran {
+    let answer = r.answer;
+    Ran {
+        answer: Box::new(move |failure| answer(Some(failure.unwrap_or(&msg)))),
+        ok: false,
+        wake: Vec::new(),
+        events: 0,
+    }
+}
+
+/// Put back deliveries leased for callers that gave up before the answer came.
+pub(super) fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>) {
+    let result = conn.transaction().and_then(|tx| {
+        for (id, lease) in orphans.iter() {
+            ops::release(&tx, *id, *lease)?;
+        }
+        tx.commit()
+    });
+    match result {
+        Ok(()) => orphans.clear(),
+        // Kept for the next batch; a restart recovers them in any case.
+        Err(e) => {
+            tracing::warn!(error = %db_err(e), "sqlite queue: cannot release abandoned claims")
+        }
+    }
+}
