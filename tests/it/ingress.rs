@@ -8,18 +8,16 @@ use tokio::net::TcpStream;
 
 use crate::common::{self, Gateway, SECRET, event, post_signed, sign};
 
-const LOG_ONLY: &str = r#"targets:
-  audit:
-    kind: log
-    path: audit.log
-routes:
-  - name: everything
-    match: {}
-    targets: [audit]
-"#;
+/// One `log` target writing to `dir/audit.log`, and a route to it for everything.
+fn log_only(dir: &std::path::Path) -> String {
+    format!(
+        "targets:\n  audit:\n    kind: log\n    path: {}\nroutes:\n  - name: everything\n    match: {{}}\n    targets: [audit]\n",
+        dir.join("audit.log").display()
+    )
+}
 
 async fn gateway(dir: &std::path::Path, extra: &str) -> Gateway {
-    let yaml = common::config_yaml(dir, &format!("{extra}{LOG_ONLY}"));
+    let yaml = common::config_yaml(dir, &format!("{extra}{}", log_only(dir)));
     Gateway::start(dir, &yaml).await
 }
 
@@ -143,19 +141,12 @@ async fn bad_json_and_deep_nesting_are_400_invalid_json() {
             "{body:?}"
         );
     }
-    let deep = format!(
-        "{}{}",
-        "{\"a\":".repeat(128),
-        "1".to_owned() + &"}".repeat(128)
-    );
+    // 129 nested objects: one too many (the top-level object is depth 1).
+    let deep = format!("{}1{}", "{\"a\":".repeat(129), "}".repeat(129));
     let (s, v) = json(post_signed(&url, &deep).await).await;
     assert_eq!((s, v["error"].as_str()), (400, Some("invalid_json")));
     assert!(v["message"].as_str().unwrap().contains("128"));
-    let ok = format!(
-        "{}{}",
-        "{\"a\":".repeat(127),
-        "1".to_owned() + &"}".repeat(127)
-    );
+    let ok = format!("{}1{}", "{\"a\":".repeat(128), "}".repeat(128));
     assert_eq!(post_signed(&url, &ok).await.status(), 202);
     gw.stop().await;
 }
@@ -193,7 +184,7 @@ async fn lenient_source_stores_odd_events_and_counts_a_schema_warning() {
 #[tokio::test]
 async fn strict_source_refuses_odd_events_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = common::config_yaml(dir.path(), LOG_ONLY)
+    let yaml = common::config_yaml(dir.path(), &log_only(dir.path()))
         .replace("    verify:\n", "    strict: true\n    verify:\n");
     let gw = Gateway::start(dir.path(), &yaml).await;
     let body =
@@ -223,7 +214,7 @@ async fn unknown_path_is_404_and_wrong_method_is_405() {
 #[tokio::test]
 async fn oversized_bodies_are_413_with_or_without_content_length() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = common::config_yaml(dir.path(), LOG_ONLY).replace(
+    let yaml = common::config_yaml(dir.path(), &log_only(dir.path())).replace(
         "  read_timeout: 2s\n",
         "  read_timeout: 2s\n  max_body_bytes: 1KiB\n",
     );
@@ -335,7 +326,7 @@ async fn headers_that_never_finish_get_the_connection_closed() {
 #[tokio::test]
 async fn connections_beyond_max_connections_wait() {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = common::config_yaml(dir.path(), LOG_ONLY).replace(
+    let yaml = common::config_yaml(dir.path(), &log_only(dir.path())).replace(
         "  read_timeout: 2s\n",
         "  read_timeout: 30s\n  max_connections: 2\n",
     );
