@@ -15,6 +15,19 @@ fn http_target(name: &str, url: &str, extra: &str) -> String {
     )
 }
 
+/// A gateway with one http target `crm` at `url` (plus `extra` keys) and one
+/// route sending everything to it.
+async fn crm_gateway(dir: &Path, url: &str, extra: &str) -> Gateway {
+    let targets = http_target("crm", url, extra);
+    let yaml = common::config_yaml(
+        dir,
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
+    );
+    Gateway::start(dir, &yaml).await
+}
+
 async fn accept(gw: &Gateway, body: &str) -> serde_json::Value {
     let resp = post_signed(&gw.url("/webhooks/outrival"), body).await;
     assert_eq!(resp.status(), 202);
@@ -122,18 +135,12 @@ async fn a_5xx_is_retried_with_the_same_delivery_id() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.script([Answer::status(503), Answer::status(500)]);
-    let targets = http_target(
-        "crm",
+    let gw = crm_gateway(
+        dir.path(),
         &sink.url("/"),
         "    retry: { schedule: [100ms, 100ms, 100ms], jitter: false }\n",
-    );
-    let yaml = common::config_yaml(
-        dir.path(),
-        &format!(
-            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
-        ),
-    );
-    let gw = Gateway::start(dir.path(), &yaml).await;
+    )
+    .await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
     eventually(Duration::from_secs(5), "three attempts", || async {
         sink.count() >= 3
@@ -169,14 +176,12 @@ async fn a_4xx_is_dead_at_once_with_the_response_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.always(Answer::status(400).with_body(&"no thanks ".repeat(200)));
-    let targets = http_target("crm", &sink.url("/"), "    retry: { schedule: [50ms] }\n");
-    let yaml = common::config_yaml(
+    let gw = crm_gateway(
         dir.path(),
-        &format!(
-            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
-        ),
-    );
-    let gw = Gateway::start(dir.path(), &yaml).await;
+        &sink.url("/"),
+        "    retry: { schedule: [50ms] }\n",
+    )
+    .await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
     eventually(Duration::from_secs(5), "one attempt", || async {
         sink.count() >= 1
@@ -199,14 +204,7 @@ async fn redirects_are_not_followed() {
     let elsewhere = Sink::start().await;
     let sink = Sink::start().await;
     sink.always(Answer::status(307).with_header("location", &elsewhere.url("/stolen")));
-    let targets = http_target("crm", &sink.url("/"), "");
-    let yaml = common::config_yaml(
-        dir.path(),
-        &format!(
-            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
-        ),
-    );
-    let gw = Gateway::start(dir.path(), &yaml).await;
+    let gw = crm_gateway(dir.path(), &sink.url("/"), "").await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
     eventually(Duration::from_secs(5), "one attempt", || async {
         sink.count() >= 1
@@ -224,18 +222,12 @@ async fn retries_run_out_into_the_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.always(Answer::status(503));
-    let targets = http_target(
-        "crm",
+    let gw = crm_gateway(
+        dir.path(),
         &sink.url("/"),
         "    retry: { schedule: [50ms, 50ms], jitter: false }\n",
-    );
-    let yaml = common::config_yaml(
-        dir.path(),
-        &format!(
-            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
-        ),
-    );
-    let gw = Gateway::start(dir.path(), &yaml).await;
+    )
+    .await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
     eventually(Duration::from_secs(5), "three attempts", || async {
         sink.count() >= 3
@@ -255,18 +247,12 @@ async fn a_slow_target_times_out_and_is_retried() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.script([Answer::status(200).with_delay(Duration::from_secs(3))]);
-    let targets = http_target(
-        "crm",
+    let gw = crm_gateway(
+        dir.path(),
         &sink.url("/"),
         "    retry: { schedule: [50ms], jitter: false }\n",
-    );
-    let yaml = common::config_yaml(
-        dir.path(),
-        &format!(
-            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
-        ),
-    );
-    let gw = Gateway::start(dir.path(), &yaml).await;
+    )
+    .await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
     eventually(Duration::from_secs(6), "a second attempt", || async {
         sink.count() >= 2
@@ -290,18 +276,7 @@ async fn a_slow_target_times_out_and_is_retried() {
 async fn template_bodies_are_rendered_and_signed() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
-    let targets = http_target(
-        "crm",
-        &sink.url("/"),
-        "    body: template\n    template: '{\"who\": {{ companionId | tojson }}, \"attempt\": {{ hookgate.attempt }}, \"reason\": \"{{ data.endedReason }}\"}'\n",
-    );
-    let yaml = common::config_yaml(
-        dir.path(),
-        &format!(
-            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
-        ),
-    );
-    let gw = Gateway::start(dir.path(), &yaml).await;
+    let gw = crm_gateway(dir.path(), &sink.url("/"), "    body: template\n    template: '{\"who\": {{ companionId | tojson }}, \"attempt\": {{ hookgate.attempt }}, \"reason\": \"{{ data.endedReason }}\"}'\n").await;
     accept(&gw, &event("status-changed", "VOICE", "ended", "c-7")).await;
     eventually(Duration::from_secs(5), "the sink got it", || async {
         sink.count() >= 1

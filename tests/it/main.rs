@@ -10,3 +10,4 @@ mod common;
 mod binary;
 mod delivery;
 mod ingress;
+mod store_sqlite;

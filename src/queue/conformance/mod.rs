@@ -66,7 +66,9 @@ macro_rules! delivery_store_conformance {
 
 const T0: i64 = 1_700_000_000_000;
 
-fn event(source: &str, at: i64, body: &[u8], targets: &[&str]) -> NewEvent {
+/// An event from `source` received at `at` with one delivery per target
+/// (route `route-<target>`); shared with backend-specific tests.
+pub fn event(source: &str, at: i64, body: &[u8], targets: &[&str]) -> NewEvent {
     NewEvent {
         id: Uuid::now_v7(),
         source: source.to_owned(),

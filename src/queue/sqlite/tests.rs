@@ -2,15 +2,13 @@
 //! batch isolation and abandoned claims. The behaviour through the trait is
 //! covered by the conformance suite in `tests/store_sqlite.rs`.
 
-use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
-use uuid::Uuid;
 
 use super::schema::open_connection;
 use super::writer::{Op, apply, release_orphans, run_batch};
 use super::{Shared, ops};
-use crate::queue::{NewDelivery, NewEvent, WorkSignal};
+use crate::queue::{NewEvent, WorkSignal};
 
 fn plan(conn: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> String {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -45,20 +43,7 @@ fn newer_schema_is_refused() {
 }
 
 fn ev(targets: &[&str]) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        source: "s".into(),
-        received_at_ms: 1,
-        body: Bytes::from_static(b"{}"),
-        deliveries: targets
-            .iter()
-            .map(|t| NewDelivery {
-                id: Uuid::now_v7(),
-                target: (*t).into(),
-                route: "r".into(),
-            })
-            .collect(),
-    }
+    crate::queue::conformance::event("s", 1, b"{}", targets)
 }
 
 /// One bad command in the middle of a batch fails alone; the batch commits

@@ -4,14 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hookgate::queue::sqlite::SqliteStore;
 use hookgate::queue::{
-    AttemptRecord, Completed, Completion, DeliveryState, DeliveryStore, NewDelivery, NewEvent,
-    NextState, RECORD_FORMAT, StoreError,
+    AttemptRecord, Completed, Completion, DeliveryState, DeliveryStore, NewEvent, NextState,
+    RECORD_FORMAT, StoreError,
 };
 use tempfile::TempDir;
-use uuid::Uuid;
 
 async fn setup() -> (Arc<dyn DeliveryStore>, TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -24,20 +22,7 @@ hookgate::delivery_store_conformance!(setup);
 const T0: i64 = 1_700_000_000_000;
 
 fn event(at: i64, body: &'static [u8], targets: &[&str]) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        source: "outrival".into(),
-        received_at_ms: at,
-        body: Bytes::from_static(body),
-        deliveries: targets
-            .iter()
-            .map(|t| NewDelivery {
-                id: Uuid::now_v7(),
-                target: (*t).into(),
-                route: "r".into(),
-            })
-            .collect(),
-    }
+    hookgate::queue::conformance::event("outrival", at, body, targets)
 }
 
 fn failed_at(at: i64) -> AttemptRecord {
