@@ -127,7 +127,7 @@ pub async fn run(
         store: store.clone(),
         clock: clock.clone(),
     });
-    let ingress_addr = listeners.ingress.local_addr().ok();
+    let ingress_addr = local_addr(&listeners.ingress);
     let ingress_task = tokio::spawn(conn::serve(
         listeners.ingress,
         warp::service(ingress::filter(ingress_state)),
@@ -139,7 +139,7 @@ pub async fn run(
         store: store.clone(),
         metrics: metrics::install(),
     });
-    let admin_addr = listeners.admin.local_addr().ok();
+    let admin_addr = local_addr(&listeners.admin);
     let admin_task = tokio::spawn(conn::serve(
         listeners.admin,
         warp::service(admin::filter(admin_state)),
@@ -153,11 +153,7 @@ pub async fn run(
         senders,
         clock,
     });
-    tracing::info!(
-        listen = ?ingress_addr,
-        admin = ?admin_addr,
-        "hookgate is running"
-    );
+    tracing::info!(listen = %ingress_addr, admin = %admin_addr, "hookgate is running");
 
     shutdown.await;
     tracing::info!(
@@ -167,4 +163,10 @@ pub async fn run(
     let (_, _, ()) = tokio::join!(ingress_task, admin_task, dispatcher.shutdown(drain));
     tracing::info!("stopped");
     Ok(())
+}
+
+fn local_addr(listener: &TcpListener) -> String {
+    listener
+        .local_addr()
+        .map_or_else(|_| "?".to_owned(), |a| a.to_string())
 }

@@ -36,6 +36,9 @@ impl Dispatcher {
         let snapshot = ctx.live.load_full();
         for target in &snapshot.config.targets {
             if !Senders::supports(target) {
+                if !target.enabled {
+                    continue;
+                }
                 tracing::warn!(
                     target = %target.name,
                     kind = target.kind_name(),
