@@ -235,3 +235,73 @@ async fn send_posts_a_signed_body_and_reports_the_answer() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn secrets_never_reach_the_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let down_port = common::free_port(); // connection errors get logged
+    let yaml = format!(
+        r#"version: 1
+server:
+  listen: 127.0.0.1:{{PORT}}
+admin:
+  listen: 127.0.0.1:{{ADMIN_PORT}}
+  token: admin-token-do-not-log
+queue:
+  path: ./data/queue.db
+sources:
+  - name: outrival
+    path: /webhooks/outrival
+    verify:
+      scheme: outrival
+      secrets: ["{SECRET}", "sh0rt-s3c"]
+targets:
+  crm:
+    kind: http
+    url: http://user:url-password-do-not-log@127.0.0.1:{down_port}/hooks?key=query-key-do-not-log
+    secret: target-secret-do-not-log
+    headers: {{ authorization: "Bearer header-token-do-not-log" }}
+    retry: {{ schedule: [100ms, 100ms] }}
+routes:
+  - name: all
+    match: {{}}
+    targets: [crm]
+"#
+    );
+    let mut gw = Process::serve(dir.path(), &yaml);
+    gw.wait_ready().await;
+    let body = event("status-changed", "VOICE", "ended", "c");
+    assert_eq!(
+        post_signed(&gw.url("/webhooks/outrival"), &body)
+            .await
+            .status(),
+        202
+    );
+    let bad = reqwest::Client::new()
+        .post(gw.url("/webhooks/outrival"))
+        .header("x-signature", common::sign("wrong", body.as_bytes()))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 403);
+    // Let the three attempts fail and be logged.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    gw.terminate();
+    let logs = format!("{}\n{}", gw.stderr(), gw.stdout());
+    assert!(logs.contains("delivery attempt failed"), "{logs}");
+    for secret in [
+        SECRET,
+        "sh0rt-s3c",
+        "admin-token-do-not-log",
+        "url-password-do-not-log",
+        "query-key-do-not-log",
+        "target-secret-do-not-log",
+        "header-token-do-not-log",
+    ] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
