@@ -14,12 +14,14 @@
 //! | [`metrics`] | metric names and typed helpers (leaf) |
 //! | [`clock`] | wall-clock milliseconds behind a trait (leaf) |
 //! | [`verify`] | inbound source verification, built on `signing` (pure) |
+//! | [`event`] | decoding a verified body: JSON object, depth, schema (pure) |
 //! | [`rules`] | routes compiled into a [`rules::RoutePlan`]; event → deliveries (pure) |
 //! | [`snapshot`] | the live config: `Config` + `RoutePlan`, swapped atomically |
 //! | [`queue`] | the [`queue::DeliveryStore`] trait and its SQLite backend |
 //! | [`ingress`] | the webhook listener: verify → decode → route → enqueue → 202 |
 //! | [`targets`] | sending one attempt: http, log (slack, email: config only yet) |
 //! | [`delivery`] | per-target workers: claim → attempt → record, retry policy |
+//! | [`preview`] | `hookgate route`: one event's routes and rendered deliveries, sent nowhere |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
 //!
 //! `ingress` never imports `delivery` or `targets`; `delivery` never imports
@@ -31,8 +33,10 @@ pub mod clock;
 pub mod config;
 pub mod delivery;
 mod error_body;
+pub mod event;
 pub mod ingress;
 pub mod metrics;
+pub mod preview;
 pub mod queue;
 pub mod rules;
 pub mod signing;

@@ -21,6 +21,12 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -40,6 +46,22 @@ enum Command {
         /// Leave unset ${VAR}s as their literal text (validate without secrets).
         #[arg(long)]
         allow_missing_env: bool,
+    },
+    /// Dry-run one event: matching routes, targets, and what each would be sent.
+    Route {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Leave unset ${VAR}s as their literal text.
+        #[arg(long)]
+        allow_missing_env: bool,
+        /// Route as if this source received the event (default: the first).
+        #[arg(long)]
+        source: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// The event body (JSON), or `-` for standard input.
+        event: String,
     },
     /// Print the x-signature (hex HMAC-SHA256) of a body.
     Sign {
@@ -97,6 +119,19 @@ fn main() -> ExitCode {
             config,
             allow_missing_env,
         } => check(&config.path, allow_missing_env),
+        Command::Route {
+            config,
+            allow_missing_env,
+            source,
+            format,
+            event,
+        } => route(
+            &config.path,
+            allow_missing_env,
+            source.as_deref(),
+            format,
+            &event,
+        ),
         Command::Sign { secret, file } => sign(&secret, &file),
         Command::Send { url, secret, file } => send(&url, &secret, &file),
     };
@@ -185,6 +220,32 @@ fn check(path: &Path, allow_missing_env: bool) -> anyhow::Result<ExitCode> {
         eprintln!("{w}");
     }
     println!("{}", hookgate::config::summary(&loaded.config));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn route(
+    path: &Path,
+    allow_missing_env: bool,
+    source: Option<&str>,
+    format: OutputFormat,
+    event: &str,
+) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load(path, allow_missing_env) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let body = read_body(event)?;
+    let preview = hookgate::preview::preview(&loaded.config, &body, source)
+        .with_context(|| format!("cannot route {event}"))?;
+    match format {
+        OutputFormat::Text => print!("{}", preview.to_text()),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&preview).context("cannot print the preview")?
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

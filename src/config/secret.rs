@@ -48,3 +48,35 @@ mod tests {
         assert_eq!(s.expose(), "hunter2-very-secret");
     }
 }
+
+/// A URL as it may be shown: its userinfo and query are secrets (DESIGN.md
+/// section 10), so they become `<redacted>`.
+pub fn redacted_url(url: &reqwest::Url) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        let _ = shown.set_username("redacted");
+        let _ = shown.set_password(None);
+    }
+    if shown.query().is_some() {
+        shown.set_query(Some("redacted"));
+    }
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::redacted_url;
+
+    #[test]
+    fn userinfo_and_query_are_hidden() {
+        let url =
+            reqwest::Url::parse("https://user:pw@crm.example.com:8443/hooks?key=abc").unwrap();
+        let shown = redacted_url(&url);
+        assert_eq!(
+            shown,
+            "https://redacted@crm.example.com:8443/hooks?redacted"
+        );
+        let plain = reqwest::Url::parse("http://127.0.0.1:3000/hooks").unwrap();
+        assert_eq!(redacted_url(&plain), "http://127.0.0.1:3000/hooks");
+    }
+}

@@ -19,7 +19,7 @@ use super::Ingress;
 use super::body::read_limited;
 use super::conn::RequestStart;
 use super::error::IngressError;
-use super::event::{DecodeError, decode};
+use crate::event::{DecodeError, decode};
 use crate::metrics::{self, RequestOutcome};
 use crate::queue::{NewDelivery, NewEvent, StoreError};
 use crate::rules::UNMATCHED_ROUTE;

@@ -7,7 +7,6 @@
 //!
 //! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop.
 //! - [`body`]: reading a body under `max_body_bytes` and the read deadline.
-//! - [`event`]: JSON object, depth limit, the OutRival schema (lenient or strict).
 //! - [`handler`]: the steps above in DESIGN.md section 4's order.
 //! - [`error`]: every refusal and the one place it becomes an HTTP answer.
 //!
@@ -18,7 +17,6 @@
 mod body;
 pub mod conn;
 pub mod error;
-pub mod event;
 mod handler;
 
 use std::convert::Infallible;

@@ -1,20 +1,25 @@
 //! Routing: which targets get an event.
 //!
-//! A [`RoutePlan`] is compiled from a [`Config`]'s routes at load; [`RoutePlan::route`]
-//! evaluates one parsed event: routes in file order, every matching route adds
-//! its (enabled) targets, a target named by several matching routes gets one
-//! delivery attributed to the first of them, a matching route with `stop: true`
-//! ends evaluation, and when nothing matched the `unmatched` targets get it.
+//! A [`RoutePlan`] is compiled from a [`Config`]'s routes at load;
+//! [`RoutePlan::route`] evaluates one parsed event: routes in file order,
+//! every matching route adds its (enabled) targets, a target named by several
+//! matching routes gets one delivery attributed to the first of them, a
+//! matching route with `stop: true` ends evaluation, and when nothing matched
+//! the `unmatched` targets get it.
 //!
-//! Pure: no I/O, no async. The plan is a plain in-order scan for now; an index
-//! on `event`/`type`/`status` will slot in behind [`RoutePlan::route`] without
-//! changing its callers.
+//! The plan consults an [`index`] on `event`, `status` and `type`, so the cost
+//! of routing one event does not grow with the number of routes;
+//! [`route_linear`] is the plain in-order scan it must always agree with.
+//!
+//! Pure: no I/O, no async.
 
+mod index;
 mod matcher;
 
 use serde_json::Value;
 
 use crate::config::{Config, TargetId};
+use index::RouteIndex;
 
 pub use matcher::{condition_holds, field_holds, first_failing, json_eq, lookup};
 
@@ -24,7 +29,7 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 /// Routes compiled for matching. Holds indexes into the config it was built from.
 #[derive(Debug, Default)]
 pub struct RoutePlan {
-    route_count: usize,
+    index: RouteIndex,
 }
 
 /// One delivery the rules chose: a target and the route that named it first.
@@ -49,34 +54,50 @@ pub struct RouteDecision {
 impl RoutePlan {
     pub fn compile(config: &Config) -> RoutePlan {
         RoutePlan {
-            route_count: config.routes.len(),
+            index: RouteIndex::build(&config.routes),
         }
     }
 
     /// Decide the deliveries for `event` under `config` (the config this plan
     /// was compiled from).
     pub fn route(&self, config: &Config, event: &Value) -> RouteDecision {
-        let mut decision = RouteDecision::default();
-        for (index, route) in config.routes.iter().enumerate().take(self.route_count) {
-            if !condition_holds(&route.condition, event) {
-                continue;
-            }
-            decision.matched.push(index);
-            for &target in &route.targets {
-                add_delivery(&mut decision, config, target, Some(index));
-            }
-            if route.stop {
-                decision.stopped_by = Some(index);
-                break;
-            }
-        }
-        if decision.matched.is_empty() {
-            for &target in &config.unmatched {
-                add_delivery(&mut decision, config, target, None);
-            }
-        }
-        decision
+        let mut candidates = Vec::new();
+        self.index.candidates(event, &mut candidates);
+        decide(config, event, candidates.iter().map(|&i| i as usize))
     }
+}
+
+/// The reference semantics: every route, in file order. [`RoutePlan::route`]
+/// gives the same answer faster.
+pub fn route_linear(config: &Config, event: &Value) -> RouteDecision {
+    decide(config, event, 0..config.routes.len())
+}
+
+/// Evaluate `routes` (ascending indexes) in order.
+fn decide(config: &Config, event: &Value, routes: impl Iterator<Item = usize>) -> RouteDecision {
+    let mut decision = RouteDecision::default();
+    for index in routes {
+        let Some(route) = config.routes.get(index) else {
+            continue;
+        };
+        if !condition_holds(&route.condition, event) {
+            continue;
+        }
+        decision.matched.push(index);
+        for &target in &route.targets {
+            add_delivery(&mut decision, config, target, Some(index));
+        }
+        if route.stop {
+            decision.stopped_by = Some(index);
+            break;
+        }
+    }
+    if decision.matched.is_empty() {
+        for &target in &config.unmatched {
+            add_delivery(&mut decision, config, target, None);
+        }
+    }
+    decision
 }
 
 fn add_delivery(
@@ -93,3 +114,15 @@ fn add_delivery(
     }
     decision.deliveries.push(PlannedDelivery { target, route });
 }
+
+/// [`lookup`] for a static path.
+fn lookup_str_path<'v>(root: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    let mut current = root;
+    for segment in path {
+        current = current.as_object()?.get(*segment)?;
+    }
+    Some(current)
+}
+
+#[cfg(test)]
+mod tests;

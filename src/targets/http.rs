@@ -9,17 +9,16 @@
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::HeaderValue;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 
 use super::outcome::{
     AttemptOutcome, Failure, FailureClass, RESPONSE_EXCERPT_BYTES, classify_status,
     parse_retry_after,
 };
-use super::{Attempt, SenderError};
-use crate::config::{BodyMode, HttpTarget, SignatureScheme, Target};
+use super::{Attempt, SenderError, render};
+use crate::config::{HttpTarget, SignatureScheme, Target};
 use crate::signing;
-use crate::templates::{DeliveryVars, TemplateSet};
+use crate::templates::TemplateSet;
 
 /// `user-agent` on every outbound request.
 pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
@@ -110,54 +109,15 @@ fn render_body(
     templates: &TemplateSet,
     attempt: &Attempt<'_>,
 ) -> Result<Bytes, Failure> {
-    let BodyMode::Template(template) = http.body else {
-        return Ok(attempt.body.clone());
-    };
-    let render_error = |error: String| Failure {
+    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
+    let vars = render::delivery_vars(attempt, &target.name, &received_at);
+    render::http_body(http, templates, attempt.body, &vars).map_err(|error| Failure {
         class: FailureClass::RenderError,
         status: None,
         error,
         retry_after: None,
         response_excerpt: None,
-    };
-    let payload: serde_json::Value = serde_json::from_slice(attempt.body)
-        .map_err(|e| render_error(format!("stored event is not JSON: {e}")))?;
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = DeliveryVars {
-        event_id: attempt.event_id,
-        delivery_id: attempt.delivery_id,
-        route: attempt.route,
-        target: &target.name,
-        source: attempt.source,
-        received_at: &received_at,
-        attempt: attempt.number,
-    };
-    let rendered = templates
-        .render(template, &payload, &vars)
-        .map_err(|e| render_error(e.to_string()))?;
-    if is_json(&http.content_type)
-        && let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&rendered)
-    {
-        return Err(render_error(format!(
-            "the rendered body is not valid JSON ({e}) but content_type is JSON"
-        )));
-    }
-    Ok(Bytes::from(rendered))
-}
-
-fn is_json(content_type: &HeaderValue) -> bool {
-    content_type
-        .to_str()
-        .map(|ct| {
-            let essence = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            essence == "application/json" || essence.ends_with("+json")
-        })
-        .unwrap_or(false)
+    })
 }
 
 /// A request that got no response: always retryable.

@@ -7,6 +7,7 @@
 //!
 //! - [`http`]: the original bytes (or a template), re-signed, `x-hookgate-*` headers.
 //! - [`log`]: one JSON line per delivery to stdout or a file.
+//! - [`render`]: what each kind sends, rendered (shared with `hookgate route`).
 //! - Slack and email targets are configured and validated, but not sent yet
 //!   by this build: their deliveries stay pending (nothing is dropped).
 //!
@@ -15,6 +16,7 @@
 pub mod http;
 pub mod log;
 pub mod outcome;
+pub mod render;
 
 use bytes::Bytes;
 

@@ -10,4 +10,5 @@ mod common;
 mod binary;
 mod delivery;
 mod ingress;
+mod routing;
 mod store_sqlite;

@@ -496,3 +496,46 @@ fn literal_dollar_brace_is_escaped() {
         .unwrap();
     assert_eq!(out, "costs $5");
 }
+
+#[test]
+fn conditions_that_can_never_hold_are_warned_about() {
+    let yaml = "version: 1
+sources: [{ name: s, path: /in, schema: json, verify: { scheme: none } }]
+targets: { t: { kind: log } }
+routes:
+  - { name: a, match: { x: { exists: false, prefix: p } }, targets: [t] }
+  - { name: b, match: { x: { exists: false, not: [1] } }, targets: [t] }
+  - { name: c, match: { x: { regex: '^a', gte: 1 } }, targets: [t] }
+  - { name: d, match: { x: { gt: 5, lt: 3 } }, targets: [t] }
+  - { name: e, match: { x: { gte: 3, lte: 3 } }, targets: [t] }
+  - { name: f, match: { x: { gt: 3, lte: 3 } }, targets: [t] }
+  - { name: g, match: { x: { in: [] } }, targets: [t] }
+";
+    let Loaded { warnings, .. } = loaded(yaml);
+    let got: Vec<(&str, &str)> = warnings
+        .iter()
+        .map(|w| (w.key_path.as_str(), w.message.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "routes[0].match.x",
+                "this condition can never hold: `exists: false` with `prefix`, which needs the field to be present"
+            ),
+            (
+                "routes[2].match.x",
+                "this condition can never hold: `regex` needs a string and `gte` needs a number"
+            ),
+            (
+                "routes[3].match.x",
+                "this condition can never hold: no number is both above 5 and below 3"
+            ),
+            (
+                "routes[5].match.x",
+                "this condition can never hold: no number is both above 3 and below 3"
+            ),
+            ("routes[6].match.x.in", "an empty list never matches"),
+        ]
+    );
+}

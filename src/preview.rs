@@ -1,0 +1,415 @@
+//! `hookgate route`: what the gateway would do with one event, without
+//! storing or sending anything.
+//!
+//! It runs the same code as the server — [`crate::event::decode`], the
+//! [`RoutePlan`], and the renderers in [`crate::targets::render`] — and
+//! explains the result: which routes matched, why each other route did not
+//! (the first key that failed), which route stopped evaluation, and for each
+//! delivery what would be sent. Secrets stay hidden: header values and the
+//! Slack webhook URL are redacted, URLs lose their userinfo and query; the
+//! `x-signature` shown is the HMAC the target would send (a derived value).
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::config::{Condition, Config, Source, TargetKind, redacted_url};
+use crate::event::{DecodeError, decode};
+use crate::rules::{RoutePlan, UNMATCHED_ROUTE, first_failing, route_linear};
+use crate::targets::{Attempt, render};
+
+/// Why a preview could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PreviewError {
+    #[error("the config has no source named `{0}`")]
+    UnknownSource(String),
+    #[error("the config has no sources")]
+    NoSource,
+    #[error("the event is not valid: {0}")]
+    InvalidEvent(String),
+}
+
+/// The whole dry run, serializable for `--format json`.
+#[derive(Debug, Serialize)]
+pub struct Preview {
+    pub source: String,
+    /// Departures from the source's schema (the server would accept and count them).
+    pub schema_warnings: Vec<String>,
+    pub routes: Vec<RouteOutcome>,
+    pub stopped_by: Option<String>,
+    /// True when no route matched and the `unmatched` targets apply.
+    pub unmatched: bool,
+    pub deliveries: Vec<DeliveryPreview>,
+    /// Targets named by matching routes that get nothing, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RouteOutcome {
+    pub name: String,
+    /// `matched`, `no_match` or `not_evaluated` (after a `stop`).
+    pub result: &'static str,
+    /// For `no_match`: the first key that failed (per `any` alternative).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed_keys: Vec<String>,
+    pub targets: Vec<String>,
+    pub stop: bool,
+}
+
+/// A target a matching route names that gets no delivery, with what it
+/// would send once enabled.
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub target: String,
+    pub kind: &'static str,
+    pub route: String,
+    pub reason: &'static str,
+    #[serde(flatten)]
+    pub send: Send,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeliveryPreview {
+    pub target: String,
+    pub kind: &'static str,
+    pub route: String,
+    #[serde(flatten)]
+    pub send: Send,
+}
+
+/// What one delivery would send.
+#[derive(Debug, Serialize)]
+#[serde(tag = "sends", rename_all = "snake_case")]
+pub enum Send {
+    Http {
+        method: String,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: String,
+    },
+    Slack {
+        message: Value,
+    },
+    Email {
+        from: String,
+        to: Vec<String>,
+        subject: String,
+        body: String,
+        html: Option<String>,
+    },
+    Log,
+    RenderError {
+        error: String,
+    },
+}
+
+/// Route `body` as if `source` (default: the first) had received it.
+pub fn preview(
+    config: &Config,
+    body: &[u8],
+    source: Option<&str>,
+) -> Result<Preview, PreviewError> {
+    let source: &Source = match source {
+        Some(name) => config
+            .sources
+            .iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| PreviewError::UnknownSource(name.to_owned()))?,
+        None => config.sources.first().ok_or(PreviewError::NoSource)?,
+    };
+    let event = decode(body, source.schema, source.strict).map_err(|e| match e {
+        DecodeError::InvalidJson(m) | DecodeError::InvalidEvent(m) => PreviewError::InvalidEvent(m),
+    })?;
+    let plan = RoutePlan::compile(config);
+    let decision = plan.route(config, &event.value);
+    debug_assert_eq!(decision, route_linear(config, &event.value));
+
+    let evaluated_up_to = decision.stopped_by.unwrap_or(usize::MAX);
+    let routes = config
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, route)| {
+            let targets = route
+                .targets
+                .iter()
+                .map(|&t| config.target(t).name.clone())
+                .collect();
+            let (result, failed_keys) = if i > evaluated_up_to {
+                ("not_evaluated", Vec::new())
+            } else if decision.matched.contains(&i) {
+                ("matched", Vec::new())
+            } else {
+                ("no_match", failed_keys(&route.condition, &event.value))
+            };
+            RouteOutcome {
+                name: route.name.clone(),
+                result,
+                failed_keys,
+                targets,
+                stop: route.stop,
+            }
+        })
+        .collect();
+
+    let body = Bytes::copy_from_slice(body);
+    let event_id = uuid::Uuid::now_v7().to_string();
+    let received_at_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
+    let send_to = |target: &crate::config::Target, route: &str| {
+        let delivery_id = uuid::Uuid::now_v7().to_string();
+        let attempt = Attempt {
+            event_id: &event_id,
+            delivery_id: &delivery_id,
+            route,
+            source: &source.name,
+            received_at_ms,
+            number: 1,
+            body: &body,
+        };
+        sends(config, target, &attempt, &event.value)
+    };
+    let deliveries = decision
+        .deliveries
+        .iter()
+        .map(|d| {
+            let target = config.target(d.target);
+            let route = d
+                .route
+                .map_or(UNMATCHED_ROUTE, |r| config.routes[r].name.as_str());
+            DeliveryPreview {
+                target: target.name.clone(),
+                kind: target.kind_name(),
+                route: route.to_owned(),
+                send: send_to(target, route),
+            }
+        })
+        .collect();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    for &r in &decision.matched {
+        let route = &config.routes[r];
+        for &t in &route.targets {
+            let target = config.target(t);
+            if !target.enabled && !skipped.iter().any(|s| s.target == target.name) {
+                skipped.push(Skipped {
+                    target: target.name.clone(),
+                    kind: target.kind_name(),
+                    route: route.name.clone(),
+                    reason: "disabled",
+                    send: send_to(target, &route.name),
+                });
+            }
+        }
+    }
+
+    Ok(Preview {
+        source: source.name.clone(),
+        schema_warnings: event.schema_issues,
+        routes,
+        stopped_by: decision.stopped_by.map(|r| config.routes[r].name.clone()),
+        unmatched: decision.matched.is_empty(),
+        deliveries,
+        skipped,
+    })
+}
+
+/// The first failing key of a `match`, or of each `any` alternative.
+fn failed_keys(condition: &Condition, event: &Value) -> Vec<String> {
+    match condition {
+        Condition::All(fields) => first_failing(fields, event)
+            .map(|f| f.key.clone())
+            .into_iter()
+            .collect(),
+        Condition::Any(maps) => maps
+            .iter()
+            .filter_map(|fields| first_failing(fields, event).map(|f| f.key.clone()))
+            .collect(),
+    }
+}
+
+fn sends(
+    config: &Config,
+    target: &crate::config::Target,
+    attempt: &Attempt<'_>,
+    payload: &Value,
+) -> Send {
+    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
+    let vars = render::delivery_vars(attempt, &target.name, &received_at);
+    let templates = &config.templates;
+    let render_error = |error: String| Send::RenderError { error };
+    match &target.kind {
+        TargetKind::Http(http) => {
+            let body = match render::http_body(http, templates, attempt.body, &vars) {
+                Ok(b) => b,
+                Err(e) => return render_error(e),
+            };
+            let mut headers: Vec<(String, String)> = http
+                .headers
+                .iter()
+                .map(|(k, _)| (k.to_string(), "<redacted>".to_owned()))
+                .collect();
+            headers.push((
+                "content-type".into(),
+                http.content_type.to_str().unwrap_or("").to_owned(),
+            ));
+            headers.push(("x-hookgate-event-id".into(), attempt.event_id.to_owned()));
+            headers.push((
+                "x-hookgate-delivery-id".into(),
+                attempt.delivery_id.to_owned(),
+            ));
+            headers.push(("x-hookgate-attempt".into(), attempt.number.to_string()));
+            headers.push(("x-hookgate-route".into(), attempt.route.to_owned()));
+            if let Some(secret) = &http.secret {
+                headers.push((
+                    http.signature.header.to_string(),
+                    crate::signing::sign_hex(secret.expose().as_bytes(), &body),
+                ));
+            }
+            Send::Http {
+                method: http.method.to_string(),
+                url: redacted_url(&http.url),
+                headers,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            }
+        }
+        TargetKind::Slack(slack) => match render::slack_message(slack, templates, payload, &vars) {
+            Ok(message) => Send::Slack { message },
+            Err(e) => render_error(e),
+        },
+        TargetKind::Email(email) => match render::email(email, templates, payload, &vars) {
+            Ok(m) => Send::Email {
+                from: email.from.to_string(),
+                to: email.to.iter().map(ToString::to_string).collect(),
+                subject: m.subject,
+                body: m.body,
+                html: m.html,
+            },
+            Err(e) => render_error(e),
+        },
+        TargetKind::Log(_) => Send::Log,
+    }
+}
+
+impl Preview {
+    /// The human-readable report.
+    pub fn to_text(&self) -> String {
+        let mut out = format!("source: {}\n", self.source);
+        for w in &self.schema_warnings {
+            out.push_str(&format!(
+                "schema warning: {w} (accepted, counted as schema_warning)\n"
+            ));
+        }
+        out.push_str("\nroutes:\n");
+        if self.routes.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for r in &self.routes {
+            let line = match r.result {
+                "matched" => format!(
+                    "  matched        {} -> {}{}",
+                    r.name,
+                    r.targets.join(", "),
+                    if r.stop {
+                        "  [stop: evaluation ends here]"
+                    } else {
+                        ""
+                    }
+                ),
+                "no_match" => format!(
+                    "  no match       {}  (failed: {})",
+                    r.name,
+                    if r.failed_keys.is_empty() {
+                        "`any` is empty".to_owned()
+                    } else {
+                        r.failed_keys.join(" / ")
+                    }
+                ),
+                _ => format!(
+                    "  not evaluated  {}  (after `stop` in {})",
+                    r.name,
+                    self.stopped_by.as_deref().unwrap_or("?")
+                ),
+            };
+            out.push_str(&line);
+            out.push('\n');
+        }
+        if self.unmatched {
+            out.push_str("  no route matched: the `unmatched` targets apply\n");
+        }
+        for s in &self.skipped {
+            out.push_str(&format!(
+                "  skipped        {} (named by {}): {}\n",
+                s.target, s.route, s.reason
+            ));
+        }
+        out.push_str("\ndeliveries:\n");
+        if self.deliveries.is_empty() {
+            out.push_str("  (none: the event would be stored and answered 202, and go nowhere)\n");
+        }
+        for d in &self.deliveries {
+            out.push_str(&format!(
+                "  {} [{}] via route {}\n",
+                d.target, d.kind, d.route
+            ));
+            describe_send(&mut out, &d.send);
+        }
+        if !self.skipped.is_empty() {
+            out.push_str("\nwould send once enabled:\n");
+        }
+        for s in &self.skipped {
+            out.push_str(&format!(
+                "  {} [{}] via route {}\n",
+                s.target, s.kind, s.route
+            ));
+            describe_send(&mut out, &s.send);
+        }
+        out
+    }
+}
+
+fn describe_send(out: &mut String, send: &Send) {
+    match send {
+        Send::Http {
+            method,
+            url,
+            headers,
+            body,
+        } => {
+            out.push_str(&format!("    {method} {url}\n"));
+            for (k, v) in headers {
+                out.push_str(&format!("    {k}: {v}\n"));
+            }
+            out.push_str(&format!("\n    {}\n", indent(body)));
+        }
+        Send::Slack { message } => {
+            let json = serde_json::to_string_pretty(message).unwrap_or_default();
+            out.push_str(&format!(
+                "    POST <slack webhook_url>\n    {}\n",
+                indent(&json)
+            ));
+        }
+        Send::Email {
+            from,
+            to,
+            subject,
+            body,
+            html,
+        } => {
+            out.push_str(&format!(
+                "    From: {from}\n    To: {}\n    Subject: {subject}\n\n    {}\n",
+                to.join(", "),
+                indent(body)
+            ));
+            if let Some(html) = html {
+                out.push_str(&format!("    --- html ---\n    {}\n", indent(html)));
+            }
+        }
+        Send::Log => out.push_str("    one JSON line with the event\n"),
+        Send::RenderError { error } => out.push_str(&format!(
+            "    RENDER ERROR (the delivery would be dead-lettered as render_error): {error}\n"
+        )),
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.trim_end().replace('\n', "\n    ")
+}
