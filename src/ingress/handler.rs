@@ -152,9 +152,11 @@ where
     state.store.enqueue(new_event).await.map_err(|e| {
         tracing::error!(source = %source.name, error = %e, "could not store an event; answered 503");
         match e {
-            StoreError::Unavailable(_) | StoreError::Open(_) => IngressError::QueueUnavailable {
-                retry_after: QUEUE_RETRY_AFTER,
-            },
+            StoreError::Unavailable(_) | StoreError::Open(_) | StoreError::InvalidCursor => {
+                IngressError::QueueUnavailable {
+                    retry_after: QUEUE_RETRY_AFTER,
+                }
+            }
         }
     })?;
 

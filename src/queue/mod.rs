@@ -39,7 +39,13 @@ pub enum StoreError {
     /// The store could not be opened (locked by another process, bad path, newer format).
     #[error("cannot open queue: {0}")]
     Open(String),
+    /// A list cursor that this store did not produce (admin: 400 `invalid_cursor`).
+    #[error("invalid cursor")]
+    InvalidCursor,
 }
+
+/// The most rows one bulk operation changes per transaction.
+pub const BULK_BATCH: usize = 1000;
 
 /// The durable store of events and their deliveries.
 ///
@@ -68,6 +74,35 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// One delivery with every attempt and its event, if it exists.
     fn delivery(&self, id: DeliveryId) -> StoreFuture<'_, Option<DeliveryDetail>>;
+
+    /// A page of deliveries, newest first (admin `GET /admin/deliveries`).
+    fn list(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage>;
+
+    /// Put one `dead` or `delivered` delivery back to `pending`, due at
+    /// `now_ms`, with a fresh attempt budget; its id and attempt count stay.
+    fn replay(&self, id: DeliveryId, now_ms: i64) -> StoreFuture<'_, ReplayResult>;
+
+    /// Replay every `dead` delivery (of one target, or all), in transactions
+    /// of at most [`BULK_BATCH`] rows. Returns how many were replayed.
+    fn replay_dead(&self, target: Option<&str>, now_ms: i64) -> StoreFuture<'_, u64>;
+
+    /// Delete every `dead` delivery (of one target, or all) with its attempts
+    /// (and events left with no delivery), in transactions of at most
+    /// [`BULK_BATCH`] rows. Returns how many deliveries were deleted.
+    fn purge_dead(&self, target: Option<&str>) -> StoreFuture<'_, u64>;
+
+    /// Every target name that has `pending`, `retrying` or `in_flight` deliveries.
+    fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// Dead-letter every `pending` or `retrying` delivery of `target` with
+    /// `reason` (no attempt recorded), in transactions of at most
+    /// [`BULK_BATCH`] rows. Returns how many.
+    fn dead_letter_target(
+        &self,
+        target: &str,
+        reason: DeadReason,
+        now_ms: i64,
+    ) -> StoreFuture<'_, u64>;
 
     /// Succeeds when the store is open and writable (for `/readyz`).
     fn check_writable(&self) -> StoreFuture<'_, ()>;

@@ -219,3 +219,32 @@ pub struct DeliveryDetail {
     pub source: String,
     pub event_body: Bytes,
 }
+
+/// Filters and paging for [`super::DeliveryStore::list`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    pub state: Option<DeliveryState>,
+    pub target: Option<String>,
+    pub event_id: Option<EventId>,
+    /// At most this many (the admin API clips it to 1..=1000).
+    pub limit: usize,
+    /// Continue after the page that returned this cursor.
+    pub cursor: Option<String>,
+}
+
+/// One page of deliveries, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<DeliveryRecord>,
+    /// An opaque token for the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// The outcome of replaying one delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayResult {
+    Replayed,
+    NotFound,
+    /// Only `dead` and `delivered` deliveries can be replayed.
+    NotReplayable(DeliveryState),
+}

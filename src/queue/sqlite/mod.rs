@@ -27,8 +27,9 @@ use tokio::sync::oneshot;
 
 use self::writer::{Op, Reply};
 use crate::queue::{
-    Claim, Completed, Completion, DeliveryDetail, DeliveryId, DeliveryStore, LeaseToken, NewEvent,
-    StoreError, StoreFuture, WorkSignal,
+    Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
+    DeliveryQuery, DeliveryStore, LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture,
+    WorkSignal,
 };
 
 /// Counters of the writer's work since open, for "events per sync".
@@ -244,6 +245,31 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl DeliveryStore for SqliteStore {
+    // Placeholders until the admin operations land (next commit).
+    fn list(&self, _query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
+        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    }
+    fn replay(&self, _id: DeliveryId, _now_ms: i64) -> StoreFuture<'_, ReplayResult> {
+        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    }
+    fn replay_dead(&self, _target: Option<&str>, _now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    }
+    fn purge_dead(&self, _target: Option<&str>) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    }
+    fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    }
+    fn dead_letter_target(
+        &self,
+        _target: &str,
+        _reason: DeadReason,
+        _now_ms: i64,
+    ) -> StoreFuture<'_, u64> {
+        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    }
+
     fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, ()> {
         self.call(move |reply| Op::Enqueue(event, reply))
     }
