@@ -115,7 +115,17 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    run_with_clock(config, listeners, shutdown, Arc::new(SystemClock)).await
+}
+
+/// [`run`] on a given clock (tests pass a [`clock::ManualClock`] to move
+/// retry schedules along without waiting).
+pub async fn run_with_clock(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+    clock: Arc<dyn Clock>,
+) -> Result<(), RunError> {
     let store = open_store(&config)?;
     let senders = Arc::new(Senders::new()?);
     let drain = config.server.shutdown_timeout;
@@ -132,6 +142,10 @@ pub async fn run(
         clock: clock.clone(),
     });
     let ingress_addr = local_addr(&listeners.ingress);
+    let admin_listen = listeners
+        .admin
+        .local_addr()
+        .map_err(|e| RunError::Bind(format!("admin.listen: {e}")))?;
     let ingress_task = tokio::spawn(conn::serve(
         listeners.ingress,
         warp::service(ingress::filter(ingress_state)),
@@ -142,8 +156,11 @@ pub async fn run(
     let admin_state = Arc::new(admin::Admin {
         store: store.clone(),
         metrics: metrics::install(),
+        live: live.clone(),
+        clock: clock.clone(),
+        listen: admin_listen,
     });
-    let admin_addr = local_addr(&listeners.admin);
+    let admin_addr = admin_listen.to_string();
     let admin_task = tokio::spawn(conn::serve(
         listeners.admin,
         warp::service(admin::filter(admin_state)),

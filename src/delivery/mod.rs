@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::DeadReason;
 use crate::targets::Senders;
 use worker::WorkerContext;
 
@@ -34,11 +35,13 @@ impl Dispatcher {
         let stop = CancellationToken::new();
         let mut workers = JoinSet::new();
         let snapshot = ctx.live.load_full();
+        workers.spawn(sweep_removed_targets(ctx.clone()));
         for target in &snapshot.config.targets {
+            if !target.enabled {
+                // Its deliveries (from before it was disabled) wait, pending.
+                continue;
+            }
             if !Senders::supports(target) {
-                if !target.enabled {
-                    continue;
-                }
                 tracing::warn!(
                     target = %target.name,
                     kind = target.kind_name(),
@@ -65,6 +68,40 @@ impl Dispatcher {
             tracing::warn!("delivery attempts still running after {deadline:?}; cutting them off");
             self.workers.abort_all();
             while self.workers.join_next().await.is_some() {}
+        }
+    }
+}
+
+/// Dead-letter (`target_removed`) the waiting deliveries of targets that are
+/// no longer in the config, e.g. after a restart with a changed file. They
+/// can be replayed once the target is back.
+async fn sweep_removed_targets(ctx: Arc<WorkerContext>) {
+    let names = match ctx.store.targets_with_work().await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list the targets that have deliveries waiting");
+            return;
+        }
+    };
+    let snapshot = ctx.live.load_full();
+    for name in names {
+        if snapshot.config.target_by_name(&name).is_some() {
+            continue;
+        }
+        match ctx
+            .store
+            .dead_letter_target(&name, DeadReason::TargetRemoved, ctx.clock.now_ms())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                target = %name,
+                deliveries = n,
+                "target is no longer in the config: its waiting deliveries are dead-lettered (target_removed); replay them once it is back"
+            ),
+            Err(e) => {
+                tracing::error!(target = %name, error = %e, "cannot dead-letter the deliveries of a removed target")
+            }
         }
     }
 }

@@ -90,22 +90,26 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
 
 /// Wait until the next due time, a new-work signal, or stop.
 async fn idle(ctx: &WorkerContext, target: &str, wake: &Notify, stop: &CancellationToken) {
-    let wait = match ctx.store.next_due(target).await {
-        Ok(Some(due)) => {
-            let ms = due.saturating_sub(ctx.clock.now_ms()).max(0);
-            Duration::from_millis(u64::try_from(ms).unwrap_or(0)).min(MAX_IDLE)
-        }
-        Ok(None) => MAX_IDLE,
+    let (due, cap) = match ctx.store.next_due(target).await {
+        Ok(Some(due)) => (Some(due), MAX_IDLE),
+        Ok(None) => (None, MAX_IDLE),
         Err(e) => {
             tracing::error!(%target, error = %e, "cannot read the next due time");
-            STORE_ERROR_BACKOFF
+            (None, STORE_ERROR_BACKOFF)
         }
     };
-    if wait.is_zero() {
+    if due.is_some_and(|d| d <= ctx.clock.now_ms()) {
         return;
     }
+    let until_due = async {
+        match due {
+            Some(d) => ctx.clock.sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
-        () = tokio::time::sleep(wait) => {}
+        () = until_due => {}
+        () = tokio::time::sleep(cap) => {}
         () = wake.notified() => {}
         () = stop.cancelled() => {}
     }

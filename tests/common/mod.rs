@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use hookgate::clock::{Clock, SystemClock};
 use hookgate::config::{self, LoadOptions};
 
 /// The inbound secret every test source uses.
@@ -104,21 +107,32 @@ pub struct Gateway {
 impl Gateway {
     /// Load `yaml` (as if from `dir/rules.yaml`) and run it.
     pub async fn start(dir: &Path, yaml: &str) -> Gateway {
+        Self::start_with(dir, yaml, Arc::new(SystemClock), "127.0.0.1:0").await
+    }
+
+    /// [`Gateway::start`] on a given clock and admin bind address.
+    pub async fn start_with(
+        dir: &Path,
+        yaml: &str,
+        clock: Arc<dyn Clock>,
+        admin_bind: &str,
+    ) -> Gateway {
         let path = dir.join("rules.yaml");
         std::fs::write(&path, yaml).unwrap();
         let loaded = config::load_file(&path, &LoadOptions::from_process_env(false))
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         let ingress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin = tokio::net::TcpListener::bind(admin_bind).await.unwrap();
         let addr = ingress.local_addr().unwrap();
-        let admin_addr = admin.local_addr().unwrap();
+        let admin_addr = SocketAddr::from(([127, 0, 0, 1], admin.local_addr().unwrap().port()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(hookgate::run(
+        let task = tokio::spawn(hookgate::run_with_clock(
             loaded.config,
             hookgate::Listeners { ingress, admin },
             async {
                 let _ = rx.await;
             },
+            clock,
         ));
         Gateway {
             addr,
@@ -134,6 +148,28 @@ impl Gateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.admin)
+    }
+
+    /// GET an admin path and parse the JSON answer.
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = reqwest::get(self.admin_url(path)).await.unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Send `method` to an admin path and parse the JSON answer.
+    pub async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> (u16, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .request(method, self.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
     /// Graceful shutdown; waits for `run` to return.

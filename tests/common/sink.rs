@@ -83,11 +83,18 @@ struct SinkState {
     fallback: Mutex<Option<Answer>>,
 }
 
-/// A running sink. Dropping it stops the server.
+/// A running sink. Dropping it stops accepting at once and frees the port
+/// (requests in progress are abandoned, like a crashed downstream).
 pub struct Sink {
     pub addr: SocketAddr,
     state: Arc<SinkState>,
-    _stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
 }
 
 impl Sink {
@@ -145,19 +152,11 @@ impl Sink {
             });
         let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(
-            warp::serve(route)
-                .incoming(listener)
-                .graceful(async {
-                    let _ = rx.await;
-                })
-                .run(),
-        );
+        let server = tokio::spawn(warp::serve(route).incoming(listener).run());
         Sink {
             addr,
             state,
-            _stop: tx,
+            server,
         }
     }
 

@@ -305,3 +305,76 @@ routes:
         );
     }
 }
+
+#[tokio::test]
+async fn kill_9_during_attempts_retries_them_without_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let slow = Sink::start().await;
+    slow.always(crate::common::sink::Answer::status(200).with_delay(Duration::from_secs(30)));
+    let port = slow.addr.port();
+    let yaml = config(port).replace("    timeout: 500ms\n", "    timeout: 60s\n");
+    let mut gw = Process::serve(dir.path(), &yaml);
+    gw.wait_ready().await;
+    let mut ids = HashSet::new();
+    for i in 0..20 {
+        let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
+        let v: serde_json::Value = post_signed(&gw.url("/webhooks/outrival"), &body)
+            .await
+            .json()
+            .await
+            .unwrap();
+        ids.insert(v["deliveries"][0]["id"].as_str().unwrap().to_owned());
+    }
+    eventually(Duration::from_secs(10), "attempts in flight", || async {
+        slow.count() >= 10
+    })
+    .await;
+    gw.kill9();
+    drop(slow);
+
+    let sink = Sink::start_on(([127, 0, 0, 1], port).into()).await;
+    let config_path = dir.path().join("rules.yaml");
+    let mut again = Process::serve_file(dir.path(), &config_path, gw.port, gw.admin_port);
+    again.wait_ready().await;
+    eventually(
+        Duration::from_secs(20),
+        "every delivery made after restart",
+        || async {
+            let got: HashSet<String> = sink
+                .received()
+                .iter()
+                .filter_map(|r| r.header("x-hookgate-delivery-id").map(str::to_owned))
+                .collect();
+            ids.is_subset(&got)
+        },
+    )
+    .await;
+    // The attempts cut off by the crash were not counted: every delivery
+    // went out as attempt 1 again, and is recorded with one attempt.
+    assert!(
+        sink.received()
+            .iter()
+            .all(|r| r.header("x-hookgate-attempt") == Some("1"))
+    );
+    for id in &ids {
+        let d: serde_json::Value =
+            reqwest::get(again.admin_url(&format!("/admin/deliveries/{id}")))
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+        eventually(Duration::from_secs(5), "recorded", || async {
+            reqwest::get(again.admin_url(&format!("/admin/deliveries/{id}")))
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()["state"]
+                == "delivered"
+        })
+        .await;
+        assert!(d["attempt_count"].as_u64().unwrap() <= 1, "{d}");
+    }
+    assert!(again.terminate().success());
+}

@@ -9,6 +9,7 @@ mod common;
 
 mod binary;
 mod delivery;
+mod engine;
 mod ingress;
 mod routing;
 mod store_sqlite;

@@ -1,0 +1,208 @@
+//! The admin listener (`admin.listen`): probes, metrics and the admin API.
+//!
+//! | path | answer |
+//! |---|---|
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when the config is loaded and the queue is writable, else 503 |
+//! | `GET /metrics` | Prometheus text exposition 0.0.4 |
+//! | `GET /admin/config` | the loaded config, secrets redacted |
+//! | `GET /admin/deliveries` | deliveries, newest first; `state`, `target`, `event_id`, `limit`, `cursor` |
+//! | `GET /admin/deliveries/{id}` | one delivery with every attempt and its event |
+//! | `POST /admin/deliveries/{id}/replay` | replay one dead or delivered delivery |
+//! | `POST /admin/dead-letters/replay` | `?target=` or `?all=true` |
+//! | `DELETE /admin/dead-letters` | `?target=` or `?all=true` |
+//!
+//! `/admin/*` needs `Authorization: Bearer <admin.token>` when a token is set
+//! (compared in constant time); on a non-loopback listener with no token it
+//! answers 403 `admin_token_required`. Probes and `/metrics` stay open.
+
+mod config_view;
+mod deliveries;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{HeaderMap, StatusCode};
+use metrics_exporter_prometheus::PrometheusHandle;
+use subtle::ConstantTimeEq;
+use warp::reply::Response;
+use warp::{Filter, Reply};
+
+use crate::clock::Clock;
+use crate::error_body::error_response;
+use crate::queue::DeliveryStore;
+use crate::snapshot::LiveConfig;
+
+/// What the admin endpoints read.
+pub struct Admin {
+    pub store: Arc<dyn DeliveryStore>,
+    pub metrics: Option<PrometheusHandle>,
+    pub live: LiveConfig,
+    pub clock: Arc<dyn Clock>,
+    /// The address the admin listener is bound to (loopback or not).
+    pub listen: SocketAddr,
+}
+
+pub fn filter(
+    state: Arc<Admin>,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let with_state = warp::any().map(move || state.clone());
+    let healthz = warp::path!("healthz")
+        .and(warp::get())
+        .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})).into_response());
+    let readyz = warp::path!("readyz")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|state: Arc<Admin>| async move {
+            match state.store.check_writable().await {
+                Ok(()) => {
+                    warp::reply::json(&serde_json::json!({"status": "ready"})).into_response()
+                }
+                Err(e) => {
+                    error_response(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &e.to_string())
+                }
+            }
+        });
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<Admin>| {
+            let body = state
+                .metrics
+                .as_ref()
+                .map(|h| h.render())
+                .unwrap_or_default();
+            warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
+                .into_response()
+        });
+
+    let query = warp::query::<HashMap<String, String>>();
+    let config = warp::path!("config")
+        .and(warp::get())
+        .and(with_state.clone())
+        .map(|state: Arc<Admin>| {
+            warp::reply::json(&config_view::render(&state.live.load())).into_response()
+        });
+    let list = warp::path!("deliveries")
+        .and(warp::get())
+        .and(with_state.clone())
+        .and(query)
+        .then(deliveries::list);
+    let detail = warp::path!("deliveries" / String)
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(|id, state| deliveries::detail(state, id));
+    let replay = warp::path!("deliveries" / String / "replay")
+        .and(warp::post())
+        .and(with_state.clone())
+        .then(|id, state| deliveries::replay(state, id));
+    let replay_dead = warp::path!("dead-letters" / "replay")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(query)
+        .then(deliveries::replay_dead);
+    let purge_dead = warp::path!("dead-letters")
+        .and(warp::delete())
+        .and(with_state.clone())
+        .and(query)
+        .then(deliveries::purge_dead);
+    let api = config
+        .or(list)
+        .unify()
+        .or(detail)
+        .unify()
+        .or(replay)
+        .unify()
+        .or(replay_dead)
+        .unify()
+        .or(purge_dead)
+        .unify();
+    let admin = warp::path("admin")
+        .and(with_state)
+        .and(warp::header::headers_cloned())
+        .and_then(|state: Arc<Admin>, headers: HeaderMap| async move {
+            authorize(&state, &headers).map_err(warp::reject::custom)
+        })
+        .untuple_one()
+        .and(api);
+
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(admin)
+        .unify()
+        .recover(recover)
+        .unify()
+}
+
+/// Why an `/admin/*` request was refused before routing.
+#[derive(Debug, Clone, Copy)]
+enum Denied {
+    /// No token configured, and the listener is not loopback: 403.
+    TokenRequired,
+    /// Missing or wrong bearer token: 401.
+    BadToken,
+}
+
+impl warp::reject::Reject for Denied {}
+
+async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
+    if let Some(denied) = rejection.find::<Denied>() {
+        return Ok(match denied {
+            Denied::TokenRequired => error_response(
+                StatusCode::FORBIDDEN,
+                "admin_token_required",
+                "set admin.token to use /admin/* on a non-loopback listener",
+            ),
+            Denied::BadToken => {
+                let mut r = error_response(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send Authorization: Bearer <admin.token>",
+                );
+                r.headers_mut().insert(
+                    http::header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer"),
+                );
+                r
+            }
+        });
+    }
+    if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        return Ok(error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this admin endpoint does not take that method",
+        ));
+    }
+    Ok(error_response(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such admin endpoint",
+    ))
+}
+
+/// Check the bearer token (or refuse a token-less non-loopback listener).
+fn authorize(state: &Admin, headers: &HeaderMap) -> Result<(), Denied> {
+    let snapshot = state.live.load();
+    let Some(token) = &snapshot.config.admin.token else {
+        if state.listen.ip().is_loopback() {
+            return Ok(());
+        }
+        return Err(Denied::TokenRequired);
+    };
+    let given = headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(token.expose().as_bytes())) {
+        Ok(())
+    } else {
+        Err(Denied::BadToken)
+    }
+}
