@@ -160,6 +160,12 @@ impl Sink {
         }
     }
 
+    /// Stop accepting and wait until the port is free again.
+    pub async fn stop(mut self) {
+        self.server.abort();
+        let _ = (&mut self.server).await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

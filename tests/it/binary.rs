@@ -330,7 +330,7 @@ async fn kill_9_during_attempts_retries_them_without_counting() {
     })
     .await;
     gw.kill9();
-    drop(slow);
+    slow.stop().await;
 
     let sink = Sink::start_on(([127, 0, 0, 1], port).into()).await;
     let config_path = dir.path().join("rules.yaml");
