@@ -12,6 +12,7 @@ pub const REQUESTS_TOTAL: &str = "hookgate_requests_total";
 pub const EVENTS_ROUTED_TOTAL: &str = "hookgate_events_routed_total";
 pub const DELIVERIES_TOTAL: &str = "hookgate_deliveries_total";
 pub const DELIVERY_DURATION_SECONDS: &str = "hookgate_delivery_duration_seconds";
+pub const CIRCUIT_OPEN: &str = "hookgate_circuit_open";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -81,4 +82,9 @@ pub fn delivery_attempt(target: &str, outcome: &'static str, seconds: f64) {
     metrics::counter!(DELIVERIES_TOTAL, "target" => target.to_owned(), "outcome" => outcome)
         .increment(1);
     metrics::histogram!(DELIVERY_DURATION_SECONDS, "target" => target.to_owned()).record(seconds);
+}
+
+/// 1 while `target`'s circuit breaker is open (or half-open), else 0.
+pub fn circuit_open(target: &str, open: bool) {
+    metrics::gauge!(CIRCUIT_OPEN, "target" => target.to_owned()).set(if open { 1.0 } else { 0.0 });
 }

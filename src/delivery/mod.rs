@@ -8,6 +8,8 @@
 //!
 //! Never imports `ingress`.
 
+mod attempt;
+pub mod gate;
 pub mod retry;
 pub mod worker;
 

@@ -30,9 +30,15 @@ pub fn next_delay(
     if let Some(asked) = retry_after
         && asked > delay
     {
-        delay = asked.min(max_delay(&policy.backoff));
+        delay = capped_retry_after(policy, asked);
     }
     Some(delay)
+}
+
+/// A receiver's `Retry-After`, capped by `max_delay` (or the largest schedule
+/// entry) so a hostile or buggy receiver cannot park a target for a year.
+pub fn capped_retry_after(policy: &RetryPolicy, asked: Duration) -> Duration {
+    asked.min(max_delay(&policy.backoff))
 }
 
 /// The un-jittered delay after attempt `attempts` (1-based).

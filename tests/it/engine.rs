@@ -467,3 +467,105 @@ async fn removed_targets_are_dead_lettered_and_disabled_ones_wait() {
     .await;
     gw.stop().await;
 }
+
+async fn circuit_gauge(gw: &Gateway) -> Option<String> {
+    let text = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with("hookgate_circuit_open{target=\"crm\"}"))
+        .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn the_circuit_opens_waits_without_spending_attempts_and_probes_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.always(Answer::status(503));
+    let clock = Arc::new(ManualClock::new(T0));
+    let extra = "    concurrency: 1\n    retry: { schedule: [1s], max_attempts: 100, jitter: false }\n    circuit_breaker: { failures: 3, cooldown: 30s }\n";
+    let gw = Gateway::start_with(
+        dir.path(),
+        &one_target(dir.path(), &sink.url("/"), extra),
+        clock.clone(),
+        "127.0.0.1:0",
+    )
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(accept(&gw).await.1);
+    }
+    eventually(Duration::from_secs(5), "three failures", || async {
+        sink.count() == 3
+    })
+    .await;
+    stays_at(&sink, 3).await;
+    assert_eq!(circuit_gauge(&gw).await.as_deref(), Some("1"));
+    // Retries fall due, but the circuit is open: nothing goes out, nothing is spent.
+    clock.advance(Duration::from_secs(5));
+    stays_at(&sink, 3).await;
+    let (_, waiting) = gw.admin_get(&format!("/admin/deliveries/{}", ids[4])).await;
+    assert_eq!(waiting["attempt_count"], 0);
+    assert_eq!(waiting["state"], "pending");
+    // Cooldown over: exactly one probe, which fails: open again.
+    clock.advance(Duration::from_secs(25));
+    eventually(Duration::from_secs(5), "one probe", || async {
+        sink.count() == 4
+    })
+    .await;
+    stays_at(&sink, 4).await;
+    // The target recovers: the next probe closes the circuit and everything flows.
+    sink.always(Answer::status(200));
+    clock.advance(Duration::from_secs(30));
+    // 3 failures + 1 failed probe + 5 deliveries (the good probe among them).
+    eventually(Duration::from_secs(5), "all five delivered", || async {
+        sink.count() == 9
+    })
+    .await;
+    for id in &ids {
+        eventually(Duration::from_secs(5), "recorded as delivered", || async {
+            gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "delivered"
+        })
+        .await;
+    }
+    assert_eq!(circuit_gauge(&gw).await.as_deref(), Some("0"));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_pauses_the_whole_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.script([Answer::status(429).with_header("retry-after", "60")]);
+    let clock = Arc::new(ManualClock::new(T0));
+    let extra = "    concurrency: 1\n    retry: { schedule: [1s, 5m], jitter: false }\n";
+    let gw = Gateway::start_with(
+        dir.path(),
+        &one_target(dir.path(), &sink.url("/"), extra),
+        clock.clone(),
+        "127.0.0.1:0",
+    )
+    .await;
+    accept(&gw).await;
+    eventually(Duration::from_secs(5), "the 429", || async {
+        sink.count() == 1
+    })
+    .await;
+    accept(&gw).await;
+    accept(&gw).await;
+    // New deliveries are due now, but the target is paused for 60 s.
+    stays_at(&sink, 1).await;
+    clock.advance(Duration::from_secs(30));
+    stays_at(&sink, 1).await;
+    clock.advance(Duration::from_secs(30));
+    eventually(
+        Duration::from_secs(5),
+        "all three delivered after the pause",
+        || async { sink.count() == 4 },
+    )
+    .await;
+    gw.stop().await;
+}

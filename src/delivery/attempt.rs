@@ -1,0 +1,172 @@
+//! One attempt of one delivery: send it with the target's current config,
+//! decide what comes next (delivered, retry at T, dead), record it in the
+//! store, and tell the target's gate how it went.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::gate::Signal;
+use super::retry;
+use super::worker::{TargetGate, WorkerContext};
+use crate::metrics;
+use crate::queue::{AttemptRecord, Claim, Completion, DeadReason, NextState};
+use crate::targets::{Attempt, AttemptOutcome, FailureClass};
+
+/// Make one attempt and record its outcome.
+pub async fn run(
+    ctx: Arc<WorkerContext>,
+    gate: Arc<TargetGate>,
+    claim: Claim,
+    _permit: OwnedSemaphorePermit,
+) {
+    let snapshot = ctx.live.load_full();
+    let at_ms = ctx.clock.now_ms();
+    let started = Instant::now();
+    let Some(target) = snapshot.config.target_by_name(&claim.target) else {
+        let record = AttemptRecord {
+            at_ms,
+            duration_ms: 0,
+            status: None,
+            error: Some("the target is no longer in the config".to_owned()),
+            response_excerpt: None,
+        };
+        complete(
+            &ctx,
+            &claim,
+            record,
+            NextState::Dead(DeadReason::TargetRemoved),
+        )
+        .await;
+        return;
+    };
+    let event_id = claim.event_id.to_string();
+    let delivery_id = claim.delivery_id.to_string();
+    let number = claim.attempts_made + 1;
+    let outcome = ctx
+        .senders
+        .send(
+            target,
+            &snapshot.config.templates,
+            &Attempt {
+                event_id: &event_id,
+                delivery_id: &delivery_id,
+                route: &claim.route,
+                source: &claim.source,
+                received_at_ms: claim.received_at_ms,
+                number,
+                body: &claim.body,
+            },
+        )
+        .await;
+    let elapsed = started.elapsed();
+    let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    let signal = gate_signal(&outcome, &target.retry, ctx.clock.now_ms());
+    let (record, next, label) = match outcome {
+        AttemptOutcome::Delivered { status } => (
+            AttemptRecord {
+                at_ms,
+                duration_ms,
+                status,
+                error: None,
+                response_excerpt: None,
+            },
+            NextState::Delivered,
+            "delivered",
+        ),
+        AttemptOutcome::Failed(f) => {
+            let (next, label) = match f.class {
+                FailureClass::Permanent => (
+                    NextState::Dead(DeadReason::PermanentStatus),
+                    "permanent_failure",
+                ),
+                FailureClass::RenderError => {
+                    (NextState::Dead(DeadReason::RenderError), "render_error")
+                }
+                FailureClass::Retryable => {
+                    match retry::next_delay(
+                        &target.retry,
+                        claim.attempts_in_budget + 1,
+                        f.retry_after,
+                    ) {
+                        Some(delay) => {
+                            let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+                            (
+                                NextState::RetryAt(ctx.clock.now_ms().saturating_add(ms)),
+                                "retry",
+                            )
+                        }
+                        None => (NextState::Dead(DeadReason::Exhausted), "exhausted"),
+                    }
+                }
+            };
+            tracing::info!(
+                target = %claim.target,
+                delivery_id = %delivery_id,
+                attempt = number,
+                error = %f.error,
+                outcome = label,
+                "delivery attempt failed"
+            );
+            (
+                AttemptRecord {
+                    at_ms,
+                    duration_ms,
+                    status: f.status,
+                    error: Some(f.error),
+                    response_excerpt: f.response_excerpt,
+                },
+                next,
+                label,
+            )
+        }
+    };
+    metrics::delivery_attempt(&claim.target, label, elapsed.as_secs_f64());
+    complete(&ctx, &claim, record, next).await;
+    if let Some(signal) = signal {
+        gate.record(&claim.target, signal, ctx.clock.now_ms());
+    }
+}
+
+/// What an outcome tells the target's gate (nothing, for a render error: the
+/// target was never contacted).
+fn gate_signal(
+    outcome: &AttemptOutcome,
+    policy: &crate::config::RetryPolicy,
+    now: i64,
+) -> Option<Signal> {
+    match outcome {
+        AttemptOutcome::Delivered { .. } => Some(Signal::Healthy),
+        AttemptOutcome::Failed(f) => match f.class {
+            FailureClass::RenderError => None,
+            FailureClass::Permanent => Some(Signal::Healthy),
+            FailureClass::Retryable if f.status == Some(429) => {
+                Some(Signal::RateLimited(f.retry_after.map(|d| {
+                    let d = retry::capped_retry_after(policy, d);
+                    now.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+                })))
+            }
+            FailureClass::Retryable => Some(Signal::Failing),
+        },
+    }
+}
+
+async fn complete(ctx: &WorkerContext, claim: &Claim, attempt: AttemptRecord, next: NextState) {
+    let completion = Completion {
+        delivery_id: claim.delivery_id,
+        lease: claim.lease,
+        attempt,
+        next,
+    };
+    if let Err(e) = ctx.store.complete(completion).await {
+        // The delivery stays in_flight in the store and is attempted again
+        // after a restart: at-least-once, never lost.
+        tracing::error!(
+            target = %claim.target,
+            delivery_id = %claim.delivery_id,
+            error = %e,
+            "cannot record a delivery outcome"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! Whether a target may be sent to right now: its circuit breaker and any
+//! pause a `429 Retry-After` asked for.
+//!
+//! A target whose last `circuit_breaker.failures` attempts all failed with a
+//! retryable failure other than 429 is *open* for `cooldown`: nothing is
+//! claimed for it, so its deliveries wait without spending attempts. When the
+//! cooldown ends it is *half-open*: exactly one delivery (the probe) goes out;
+//! success closes the circuit, failure opens it again. A 429 with
+//! `Retry-After` pauses the whole target until then. Both are per process and
+//! in memory: after a restart a target starts closed.
+//!
+//! Pure state machine; the worker asks [`Gate::admit`] before claiming and
+//! tells [`Gate::record`] each outcome. Times are clock milliseconds.
+
+use crate::config::CircuitBreaker;
+
+/// What the worker may do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Claim up to this many (the caller's free permits).
+    Open,
+    /// Claim exactly one delivery: the half-open probe.
+    Probe,
+    /// Claim nothing; ask again at this time (or when an outcome arrives).
+    WaitUntil(i64),
+    /// Claim nothing; a probe is out, ask again when its outcome arrives.
+    WaitForProbe,
+}
+
+/// How an attempt went, as far as the gate cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Delivered, or a permanent failure: the target answered, it is up.
+    Healthy,
+    /// A retryable failure other than 429 (connect error, timeout, 5xx, …).
+    Failing,
+    /// 429, with the pause it asked for (`None`: no Retry-After).
+    RateLimited(Option<i64>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Circuit {
+    Closed { failures: u32 },
+    Open { until: i64 },
+    HalfOpen { probe_out: bool },
+}
+
+#[derive(Debug)]
+pub struct Gate {
+    settings: CircuitBreaker,
+    circuit: Circuit,
+    paused_until: Option<i64>,
+}
+
+impl Gate {
+    pub fn new(settings: CircuitBreaker) -> Self {
+        Gate {
+            settings,
+            circuit: Circuit::Closed { failures: 0 },
+            paused_until: None,
+        }
+    }
+
+    /// New settings after a reload; the current state is kept.
+    pub fn set_settings(&mut self, settings: CircuitBreaker) {
+        self.settings = settings;
+    }
+
+    pub fn is_open(&self) -> bool {
+        !matches!(self.circuit, Circuit::Closed { .. })
+    }
+
+    pub fn admit(&mut self, now: i64) -> Admission {
+        if let Some(until) = self.paused_until {
+            if now < until {
+                return Admission::WaitUntil(until);
+            }
+            self.paused_until = None;
+        }
+        match self.circuit {
+            Circuit::Closed { .. } => Admission::Open,
+            Circuit::Open { until } if now < until => Admission::WaitUntil(until),
+            Circuit::Open { .. } | Circuit::HalfOpen { probe_out: false } => {
+                self.circuit = Circuit::HalfOpen { probe_out: true };
+                Admission::Probe
+            }
+            Circuit::HalfOpen { probe_out: true } => Admission::WaitForProbe,
+        }
+    }
+
+    /// A probe was admitted but nothing was due to send: no probe is out.
+    pub fn probe_unused(&mut self) {
+        if self.circuit == (Circuit::HalfOpen { probe_out: true }) {
+            self.circuit = Circuit::HalfOpen { probe_out: false };
+        }
+    }
+
+    /// Take one attempt's outcome into account. Returns true when the
+    /// circuit changed between closed and open (for logs and the gauge).
+    pub fn record(&mut self, signal: Signal, now: i64) -> bool {
+        let was_open = self.is_open();
+        match signal {
+            Signal::Healthy => self.circuit = Circuit::Closed { failures: 0 },
+            Signal::RateLimited(pause) => {
+                if let Some(until) = pause {
+                    self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+                }
+                // A probe answered 429: the target is up; let the pause rule.
+                if matches!(self.circuit, Circuit::HalfOpen { .. }) {
+                    self.circuit = Circuit::Closed { failures: 0 };
+                }
+            }
+            Signal::Failing => {
+                self.circuit = match self.circuit {
+                    Circuit::Closed { failures } if failures + 1 < self.settings.failures => {
+                        Circuit::Closed {
+                            failures: failures + 1,
+                        }
+                    }
+                    // Attempts already in flight when it opened: keep the first cooldown.
+                    Circuit::Open { until } => Circuit::Open { until },
+                    _ => Circuit::Open {
+                        until: now
+                            + i64::try_from(self.settings.cooldown.as_millis()).unwrap_or(i64::MAX),
+                    },
+                };
+            }
+        }
+        was_open != self.is_open()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn gate() -> Gate {
+        Gate::new(CircuitBreaker {
+            failures: 3,
+            cooldown: Duration::from_secs(30),
+        })
+    }
+
+    #[test]
+    fn opens_after_consecutive_failures_then_probes_once() {
+        let mut g = gate();
+        assert_eq!(g.admit(0), Admission::Open);
+        assert!(!g.record(Signal::Failing, 0));
+        assert!(!g.record(Signal::Failing, 0));
+        assert!(g.record(Signal::Failing, 1_000), "third failure opens");
+        assert_eq!(g.admit(2_000), Admission::WaitUntil(31_000));
+        assert_eq!(g.admit(31_000), Admission::Probe);
+        assert_eq!(
+            g.admit(31_001),
+            Admission::WaitForProbe,
+            "one probe at a time"
+        );
+        assert!(
+            !g.record(Signal::Failing, 32_000),
+            "probe failed: still open"
+        );
+        assert_eq!(g.admit(33_000), Admission::WaitUntil(62_000));
+        assert_eq!(g.admit(62_000), Admission::Probe);
+        assert!(g.record(Signal::Healthy, 62_500), "probe succeeded: closed");
+        assert_eq!(g.admit(62_600), Admission::Open);
+    }
+
+    #[test]
+    fn a_healthy_answer_resets_the_count_and_429_does_not_count() {
+        let mut g = gate();
+        g.record(Signal::Failing, 0);
+        g.record(Signal::Failing, 0);
+        g.record(Signal::Healthy, 0);
+        g.record(Signal::Failing, 0);
+        g.record(Signal::RateLimited(None), 0);
+        g.record(Signal::Failing, 0);
+        assert_eq!(g.admit(0), Admission::Open);
+    }
+
+    #[test]
+    fn retry_after_pauses_the_whole_target() {
+        let mut g = gate();
+        g.record(Signal::RateLimited(Some(10_000)), 0);
+        assert_eq!(g.admit(5_000), Admission::WaitUntil(10_000));
+        assert_eq!(g.admit(10_000), Admission::Open);
+    }
+
+    #[test]
+    fn an_unused_probe_can_be_taken_again() {
+        let mut g = gate();
+        for _ in 0..3 {
+            g.record(Signal::Failing, 0);
+        }
+        assert_eq!(g.admit(30_000), Admission::Probe);
+        g.probe_unused();
+        assert_eq!(g.admit(30_001), Admission::Probe);
+    }
+}
