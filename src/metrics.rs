@@ -14,13 +14,30 @@ pub const DELIVERIES_TOTAL: &str = "hookgate_deliveries_total";
 pub const DELIVERY_DURATION_SECONDS: &str = "hookgate_delivery_duration_seconds";
 pub const CIRCUIT_OPEN: &str = "hookgate_circuit_open";
 
+/// Seconds: from a fast local receiver to the longest sensible timeout.
+const DURATION_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Install the process-wide Prometheus recorder (once; later calls return the
 /// same handle). `None` if another recorder was installed first.
 pub fn install() -> Option<PrometheusHandle> {
     HANDLE
-        .get_or_init(|| PrometheusBuilder::new().install_recorder().ok())
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                // Histograms, not summaries: they aggregate across replicas.
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(
+                        DELIVERY_DURATION_SECONDS.to_owned(),
+                    ),
+                    DURATION_BUCKETS,
+                )
+                .ok()?
+                .install_recorder()
+                .ok()
+        })
         .clone()
 }
 

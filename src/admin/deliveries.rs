@@ -183,11 +183,9 @@ pub async fn replay(state: Arc<Admin>, id: String) -> Response {
         return not_found();
     };
     match state.store.replay(id, state.clock.now_ms()).await {
-        Ok(ReplayResult::Replayed) => match state.store.delivery(id).await {
-            Ok(Some(d)) => warp::reply::json(&DeliveryView::from(&d.record)).into_response(),
-            Ok(None) => not_found(),
-            Err(e) => store_error(&e),
-        },
+        Ok(ReplayResult::Replayed(record)) => {
+            warp::reply::json(&DeliveryView::from(&*record)).into_response()
+        }
         Ok(ReplayResult::NotFound) => not_found(),
         Ok(ReplayResult::NotReplayable(s)) => error_response(
             StatusCode::CONFLICT,

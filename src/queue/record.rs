@@ -241,9 +241,10 @@ pub struct DeliveryPage {
 }
 
 /// The outcome of replaying one delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayResult {
-    Replayed,
+    /// The delivery as it is right after the replay (`pending`).
+    Replayed(Box<DeliveryRecord>),
     NotFound,
     /// Only `dead` and `delivered` deliveries can be replayed.
     NotReplayable(DeliveryState),

@@ -476,7 +476,7 @@ async fn circuit_gauge(gw: &Gateway) -> Option<String> {
         .await
         .unwrap();
     text.lines()
-        .find(|l| l.starts_with("hookgate_circuit_open{target=\"crm\"}"))
+        .find(|l| l.starts_with("hookgate_circuit_open{target=\"breaker\"}"))
         .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
 }
 
@@ -489,7 +489,7 @@ async fn the_circuit_opens_waits_without_spending_attempts_and_probes_once() {
     let extra = "    concurrency: 1\n    retry: { schedule: [1s], max_attempts: 100, jitter: false }\n    circuit_breaker: { failures: 3, cooldown: 30s }\n";
     let gw = Gateway::start_with(
         dir.path(),
-        &one_target(dir.path(), &sink.url("/"), extra),
+        &one_target(dir.path(), &sink.url("/"), extra).replace("crm", "breaker"),
         clock.clone(),
         "127.0.0.1:0",
     )

@@ -10,6 +10,7 @@
 //! creates or checks the schema and recovers crashed claims; [`ops`] is the SQL
 //! of each operation; [`writer`] is the thread and its batching.
 
+mod admin_ops;
 mod ops;
 mod schema;
 #[cfg(test)]
@@ -27,7 +28,7 @@ use tokio::sync::oneshot;
 
 use self::writer::{Op, Reply};
 use crate::queue::{
-    Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
+    BULK_BATCH, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
     DeliveryQuery, DeliveryStore, LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture,
     WorkSignal,
 };
@@ -163,6 +164,22 @@ impl SqliteStore {
         }
     }
 
+    /// Run a bulk command [`BULK_BATCH`] rows at a time, each batch in its own
+    /// group-commit transaction, until a batch comes back short.
+    async fn in_batches(
+        &self,
+        make: impl Fn(usize, Reply<u64>) -> Op + Send + Sync,
+    ) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let n = self.call(|reply| make(BULK_BATCH, reply)).await?;
+            total += n;
+            if n < BULK_BATCH as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     /// Send a command and wait for its answer. Nothing is sent until the
     /// future is first polled; once sent, the command runs even if the future
     /// is dropped (an abandoned claim is handed back by the writer).
@@ -245,29 +262,60 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl DeliveryStore for SqliteStore {
-    // Placeholders until the admin operations land (next commit).
-    fn list(&self, _query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
-        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+    fn list(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
+        self.call(move |reply| Op::List(query, reply))
     }
-    fn replay(&self, _id: DeliveryId, _now_ms: i64) -> StoreFuture<'_, ReplayResult> {
-        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+
+    fn replay(&self, id: DeliveryId, now_ms: i64) -> StoreFuture<'_, ReplayResult> {
+        self.call(move |reply| Op::Replay { id, now_ms, reply })
     }
-    fn replay_dead(&self, _target: Option<&str>, _now_ms: i64) -> StoreFuture<'_, u64> {
-        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+
+    fn replay_dead(&self, target: Option<&str>, now_ms: i64) -> StoreFuture<'_, u64> {
+        let target = target.map(str::to_owned);
+        Box::pin(async move {
+            self.in_batches(|limit, reply| Op::ReplayDead {
+                target: target.clone(),
+                now_ms,
+                limit,
+                reply,
+            })
+            .await
+        })
     }
-    fn purge_dead(&self, _target: Option<&str>) -> StoreFuture<'_, u64> {
-        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+
+    fn purge_dead(&self, target: Option<&str>) -> StoreFuture<'_, u64> {
+        let target = target.map(str::to_owned);
+        Box::pin(async move {
+            self.in_batches(|limit, reply| Op::PurgeDead {
+                target: target.clone(),
+                limit,
+                reply,
+            })
+            .await
+        })
     }
+
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+        self.call(Op::TargetsWithWork)
     }
+
     fn dead_letter_target(
         &self,
-        _target: &str,
-        _reason: DeadReason,
-        _now_ms: i64,
+        target: &str,
+        reason: DeadReason,
+        now_ms: i64,
     ) -> StoreFuture<'_, u64> {
-        Box::pin(async { Err(StoreError::Unavailable("not implemented yet".into())) })
+        let target = target.to_owned();
+        Box::pin(async move {
+            self.in_batches(|limit, reply| Op::DeadLetterTarget {
+                target: target.clone(),
+                reason,
+                now_ms,
+                limit,
+                reply,
+            })
+            .await
+        })
     }
 
     fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, ()> {

@@ -30,7 +30,7 @@ pub(super) const NEXT_DUE: &str = "
      ORDER BY next_attempt_at, seq
      LIMIT 1";
 
-fn id_text(id: Uuid) -> String {
+pub(super) fn id_text(id: Uuid) -> String {
     id.hyphenated().to_string()
 }
 
@@ -234,21 +234,7 @@ pub(super) fn delivery(
               WHERE d.id = ?1",
         )?
         .query_row([&id], |r| {
-            let state: String = r.get(4)?;
-            let dead: Option<String> = r.get(5)?;
-            let record = DeliveryRecord {
-                id: uuid_at(r, 0)?,
-                event_id: uuid_at(r, 1)?,
-                target: r.get(2)?,
-                route: r.get(3)?,
-                state: parsed(4, &state)?,
-                dead_reason: dead.map(|d| parsed::<DeadReason>(5, &d)).transpose()?,
-                attempt_count: r.get(6)?,
-                next_attempt_at_ms: r.get(7)?,
-                last_error: r.get(8)?,
-                created_at_ms: r.get(9)?,
-                updated_at_ms: r.get(10)?,
-            };
+            let record = record_from_row(r)?;
             let body: Vec<u8> = r.get(12)?;
             Ok((record, r.get::<_, String>(11)?, Bytes::from(body)))
         })
@@ -281,6 +267,27 @@ pub(super) fn delivery(
         source,
         event_body,
     }))
+}
+
+/// A delivery record from columns 0..=10 in the order `id, event_id, target,
+/// route, state, dead_reason, attempt_count, next_attempt_at, last_error,
+/// created_at, updated_at`.
+pub(super) fn record_from_row(r: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    let state: String = r.get(4)?;
+    let dead: Option<String> = r.get(5)?;
+    Ok(DeliveryRecord {
+        id: uuid_at(r, 0)?,
+        event_id: uuid_at(r, 1)?,
+        target: r.get(2)?,
+        route: r.get(3)?,
+        state: parsed(4, &state)?,
+        dead_reason: dead.map(|d| parsed::<DeadReason>(5, &d)).transpose()?,
+        attempt_count: r.get(6)?,
+        next_attempt_at_ms: r.get(7)?,
+        last_error: r.get(8)?,
+        created_at_ms: r.get(9)?,
+        updated_at_ms: r.get(10)?,
+    })
 }
 
 /// A real write (not just `BEGIN IMMEDIATE`): it must reach the disk with the

@@ -17,9 +17,10 @@ use std::sync::mpsc::Receiver;
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::{Shared, db_err, ops};
+use super::{Shared, admin_ops, db_err, ops};
 use crate::queue::{
-    Claim, Completed, Completion, DeliveryDetail, DeliveryId, LeaseToken, NewEvent, StoreError,
+    Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
+    DeliveryQuery, LeaseToken, NewEvent, ReplayResult, StoreError,
 };
 
 /// The most commands in one transaction: bounds commit latency and memory.
@@ -43,8 +44,36 @@ pub(super) enum Op {
         reply: Reply<()>,
     },
     CheckWritable(Reply<()>),
+    Replay {
+        id: DeliveryId,
+        now_ms: i64,
+        reply: Reply<ReplayResult>,
+    },
+    /// One batch of a bulk replay of dead letters.
+    ReplayDead {
+        target: Option<String>,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<u64>,
+    },
+    /// One batch of a purge of dead letters.
+    PurgeDead {
+        target: Option<String>,
+        limit: usize,
+        reply: Reply<u64>,
+    },
+    /// One batch of dead-lettering a removed target's waiting deliveries.
+    DeadLetterTarget {
+        target: String,
+        reason: DeadReason,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<u64>,
+    },
     NextDue(String, Reply<Option<i64>>),
     Delivery(DeliveryId, Reply<Option<DeliveryDetail>>),
+    List(DeliveryQuery, Reply<DeliveryPage>),
+    TargetsWithWork(Reply<Vec<String>>),
     /// Finish what is queued before this, then stop; acknowledged once the
     /// file is closed and unlocked.
     Close(oneshot::Sender<()>),
@@ -52,7 +81,14 @@ pub(super) enum Op {
 
 impl Op {
     fn is_write(&self) -> bool {
-        !matches!(self, Op::NextDue(..) | Op::Delivery(..) | Op::Close(_))
+        !matches!(
+            self,
+            Op::NextDue(..)
+                | Op::Delivery(..)
+                | Op::List(..)
+                | Op::TargetsWithWork(_)
+                | Op::Close(_)
+        )
     }
 
     /// Answer with an error without running the command.
@@ -72,6 +108,20 @@ impl Op {
                 let _ = r.send(unavailable(msg));
             }
             Op::Delivery(_, r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::Replay { reply, .. } => {
+                let _ = reply.send(unavailable(msg));
+            }
+            Op::ReplayDead { reply, .. }
+            | Op::PurgeDead { reply, .. }
+            | Op::DeadLetterTarget { reply, .. } => {
+                let _ = reply.send(unavailable(msg));
+            }
+            Op::List(_, r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::TargetsWithWork(r) => {
                 let _ = r.send(unavailable(msg));
             }
             Op::Close(_) => {}
@@ -176,6 +226,50 @@ pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
             Err(e) => ran(reply, Err(e)),
         },
         Op::CheckWritable(reply) => ran(reply, sql(ops::touch(conn, now_ms()))),
+        Op::Replay { id, now_ms, reply } => match sql(admin_ops::replay(conn, id, now_ms)) {
+            Ok((result, wake)) => Ran {
+                wake: wake.into_iter().collect(),
+                ..ran(reply, Ok(result))
+            },
+            Err(e) => ran(reply, Err(e)),
+        },
+        Op::ReplayDead {
+            target,
+            now_ms,
+            limit,
+            reply,
+        } => match sql(admin_ops::replay_dead_batch(
+            conn,
+            target.as_deref(),
+            now_ms,
+            limit,
+        )) {
+            Ok((n, wake)) => Ran {
+                wake,
+                ..ran(reply, Ok(n))
+            },
+            Err(e) => ran(reply, Err(e)),
+        },
+        Op::PurgeDead {
+            target,
+            limit,
+            reply,
+        } => ran(
+            reply,
+            sql(admin_ops::purge_dead_batch(conn, target.as_deref(), limit)),
+        ),
+        Op::DeadLetterTarget {
+            target,
+            reason,
+            now_ms,
+            limit,
+            reply,
+        } => ran(
+            reply,
+            sql(admin_ops::dead_letter_batch(
+                conn, &target, reason, now_ms, limit,
+            )),
+        ),
         // run_batch sends only writes here.
         read_or_close => {
             read_or_close.fail("internal: not a write command");
@@ -202,6 +296,16 @@ fn read(conn: &Connection, op: Op) {
         }
         Op::Delivery(id, reply) => {
             let _ = reply.send(sql(ops::delivery(conn, id)));
+        }
+        Op::List(query, reply) => {
+            let result = admin_ops::list(conn, &query).map_err(|e| match e {
+                None => StoreError::InvalidCursor,
+                Some(e) => StoreError::Unavailable(db_err(e)),
+            });
+            let _ = reply.send(result);
+        }
+        Op::TargetsWithWork(reply) => {
+            let _ = reply.send(sql(admin_ops::targets_with_work(conn)));
         }
         other => other.fail("internal: not a read command"),
     }
