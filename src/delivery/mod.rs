@@ -10,6 +10,7 @@
 
 mod attempt;
 pub mod gate;
+mod retention;
 pub mod retry;
 pub mod worker;
 
@@ -38,6 +39,7 @@ impl Dispatcher {
         let mut workers = JoinSet::new();
         let snapshot = ctx.live.load_full();
         workers.spawn(sweep_removed_targets(ctx.clone()));
+        workers.spawn(retention::run(ctx.clone(), stop.clone()));
         for target in &snapshot.config.targets {
             if !target.enabled {
                 // Its deliveries (from before it was disabled) wait, pending.

@@ -21,7 +21,7 @@ use super::conn::RequestStart;
 use super::error::IngressError;
 use crate::event::{DecodeError, decode};
 use crate::metrics::{self, RequestOutcome};
-use crate::queue::{NewDelivery, NewEvent, StoreError};
+use crate::queue::{Backlog, DedupeKey, Enqueued, NewDelivery, NewEvent, StoreError};
 use crate::rules::UNMATCHED_ROUTE;
 
 /// How long a client is asked to wait when the queue cannot take the event.
@@ -47,6 +47,30 @@ struct Accepted<'a> {
 struct AcceptedDelivery<'a> {
     target: &'a str,
     id: Uuid,
+}
+
+/// The dedupe key of an event: sha256 of the source name and the raw body,
+/// fresh for `dedupe.window` (`None` when the window is 0).
+fn dedupe_key(
+    config: &crate::config::Config,
+    source: &str,
+    body: &[u8],
+    received_at_ms: i64,
+) -> Option<DedupeKey> {
+    use sha2::{Digest, Sha256};
+    let window = config.dedupe.window;
+    if window.is_zero() {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    hash.update(source.as_bytes());
+    hash.update([0u8]); // no source name is a prefix of another's key
+    hash.update(body);
+    Some(DedupeKey {
+        key: hash.finalize().into(),
+        expires_at_ms: received_at_ms
+            .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX)),
+    })
 }
 
 /// Handle one request to a webhook path; errors become section 4 answers in
@@ -141,15 +165,21 @@ where
                 .to_owned(),
         })
         .collect();
+    let received_at_ms = state.clock.now_ms();
     let new_event = NewEvent {
         id: event_id,
         source: source.name.clone(),
-        received_at_ms: state.clock.now_ms(),
+        received_at_ms,
+        dedupe: dedupe_key(config, &source.name, &body, received_at_ms),
+        limits: Some(Backlog {
+            deliveries: config.queue.max_pending,
+            bytes: config.queue.max_bytes,
+        }),
         body,
         deliveries,
     };
     let stored = new_event.deliveries.clone();
-    state.store.enqueue(new_event).await.map_err(|e| {
+    let enqueued = state.store.enqueue(new_event).await.map_err(|e| {
         tracing::error!(source = %source.name, error = %e, "could not store an event; answered 503");
         match e {
             StoreError::Unavailable(_) | StoreError::Open(_) | StoreError::InvalidCursor => {
@@ -159,6 +189,25 @@ where
             }
         }
     })?;
+    match enqueued {
+        Enqueued::Stored => {}
+        Enqueued::Duplicate(first) => {
+            let body = serde_json::json!({ "id": first, "duplicate": true });
+            return Ok((
+                warp::reply::json(&body).into_response(),
+                RequestOutcome::Duplicate,
+            ));
+        }
+        Enqueued::Full => {
+            tracing::warn!(
+                source = %source.name,
+                "queue is full (queue.max_pending / queue.max_bytes); answered 503"
+            );
+            return Err(IngressError::QueueFull {
+                retry_after: QUEUE_RETRY_AFTER,
+            });
+        }
+    }
 
     let routes: Vec<&str> = decision
         .matched

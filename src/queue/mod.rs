@@ -54,7 +54,24 @@ pub const BULK_BATCH: usize = 1000;
 pub trait DeliveryStore: Send + Sync + 'static {
     /// Store one event and all its deliveries atomically (and durably).
     /// Deliveries start `pending`, due at `event.received_at_ms`.
-    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, ()>;
+    ///
+    /// With a dedupe key that is still fresh, nothing is stored and the first
+    /// event's id comes back. The key is written in the event's own
+    /// transaction, and a duplicate is answered only once that transaction is
+    /// durable: a duplicate is never reported for an event that is not stored.
+    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, Enqueued>;
+
+    /// The unfinished work, from counters kept in memory (never by counting
+    /// rows): ingress refuses new events above `queue.max_pending` /
+    /// `queue.max_bytes`.
+    fn backlog(&self) -> Backlog;
+
+    /// Delete `delivered` deliveries last updated before `delivered_before_ms`
+    /// (with their attempts, and events left with no delivery), and dedupe
+    /// keys expired at `now_ms`, in transactions of at most [`BULK_BATCH`]
+    /// rows. Dead letters stay until replayed or purged. Returns how many
+    /// deliveries were deleted.
+    fn prune(&self, delivered_before_ms: i64, now_ms: i64) -> StoreFuture<'_, u64>;
 
     /// Claim up to `limit` deliveries of `target` that are due at `now_ms`
     /// (state `pending` or `retrying`), oldest due first and, among equals, in

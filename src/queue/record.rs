@@ -26,6 +26,42 @@ pub struct NewEvent {
     /// The body exactly as received.
     pub body: Bytes,
     pub deliveries: Vec<NewDelivery>,
+    /// Accept this event only once while its key is fresh (`None`: dedupe off).
+    pub dedupe: Option<DedupeKey>,
+    /// Refuse the event ([`Enqueued::Full`]) while the backlog is at or above
+    /// either of these (`queue.max_pending`, `queue.max_bytes`).
+    pub limits: Option<Backlog>,
+}
+
+/// The identity of an event for deduplication (DESIGN.md section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DedupeKey {
+    /// sha256 of the source and what identifies the event (its body, or a
+    /// provider's delivery id).
+    pub key: [u8; 32],
+    /// The key is forgotten at this time: `window` after first acceptance (a
+    /// duplicate does not extend it).
+    pub expires_at_ms: i64,
+}
+
+/// What [`super::DeliveryStore::enqueue`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// Stored durably, with its deliveries.
+    Stored,
+    /// A fresh key says this event was already accepted (durably) as this id;
+    /// nothing was stored.
+    Duplicate(EventId),
+    /// The backlog is at its limit; nothing was stored.
+    Full,
+}
+
+/// Work not yet finished: `pending`, `in_flight` and `retrying` deliveries,
+/// and the bytes of their events' bodies (counted once per delivery).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    pub deliveries: u64,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone)]

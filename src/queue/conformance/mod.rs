@@ -82,6 +82,8 @@ pub fn event(source: &str, at: i64, body: &[u8], targets: &[&str]) -> NewEvent {
                 route: format!("route-{t}"),
             })
             .collect(),
+        dedupe: None,
+        limits: None,
     }
 }
 

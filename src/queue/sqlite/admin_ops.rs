@@ -7,7 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::ops::{id_text, record_from_row};
+use super::ops::{delete_orphan_events, id_text, record_from_row};
 use crate::queue::{
     DeadReason, DeliveryId, DeliveryPage, DeliveryQuery, DeliveryState, ReplayResult,
 };
@@ -86,13 +86,13 @@ pub(super) fn replay(
     conn: &Connection,
     id: DeliveryId,
     now_ms: i64,
-) -> rusqlite::Result<(ReplayResult, Option<String>)> {
+) -> rusqlite::Result<(ReplayResult, Option<(String, i64)>)> {
     let id = id_text(id);
-    let found: Option<(String, String)> = conn
-        .prepare_cached("SELECT state, target FROM deliveries WHERE id = ?1")?
-        .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let found: Option<(String, String, i64)> = conn
+        .prepare_cached("SELECT state, target, body_len FROM deliveries WHERE id = ?1")?
+        .query_row([&id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let Some((state, target)) = found else {
+    let Some((state, target, body_len)) = found else {
         return Ok((ReplayResult::NotFound, None));
     };
     // The CHECK constraint keeps `state` one of the five names.
@@ -109,7 +109,10 @@ pub(super) fn replay(
                FROM deliveries WHERE id = ?1",
         )?
         .query_row([&id], record_from_row)?;
-    Ok((ReplayResult::Replayed(Box::new(record)), Some(target)))
+    Ok((
+        ReplayResult::Replayed(Box::new(record)),
+        Some((target, body_len)),
+    ))
 }
 
 /// Back to `pending` with a fresh budget; the attempt count goes on.
@@ -120,13 +123,13 @@ const REPLAY_ONE: &str = "
      WHERE id = ?1";
 
 /// Replay up to `limit` dead deliveries (of `target`, or all). Returns how
-/// many, and the targets touched.
+/// many, the targets touched, and the body bytes back in the backlog.
 pub(super) fn replay_dead_batch(
     conn: &Connection,
     target: Option<&str>,
     now_ms: i64,
     limit: usize,
-) -> rusqlite::Result<(u64, Vec<String>)> {
+) -> rusqlite::Result<(u64, Vec<String>, i64)> {
     let mut stmt = conn.prepare_cached(
         "UPDATE deliveries
             SET state = 'pending', dead_reason = NULL, budget_attempts = 0,
@@ -134,18 +137,19 @@ pub(super) fn replay_dead_batch(
           WHERE seq IN (SELECT seq FROM deliveries
                          WHERE state = 'dead' AND (?1 IS NULL OR target = ?1)
                          LIMIT ?3)
-      RETURNING target",
+      RETURNING target, body_len",
     )?;
-    let targets = stmt
+    let rows = stmt
         .query_map(params![target, now_ms, batch_limit(limit)], |r| {
-            r.get::<_, String>(0)
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let n = targets.len() as u64;
-    let mut distinct = targets;
+    let n = rows.len() as u64;
+    let bytes = rows.iter().map(|(_, b)| b).sum();
+    let mut distinct: Vec<String> = rows.into_iter().map(|(t, _)| t).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    Ok((n, distinct))
+    Ok((n, distinct, bytes))
 }
 
 /// Delete up to `limit` dead deliveries (of `target`, or all) with their
@@ -169,42 +173,36 @@ pub(super) fn purge_dead_batch(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     // Attempts go with their delivery (ON DELETE CASCADE); events only once
     // their last delivery is gone.
-    let mut orphan = conn.prepare_cached(
-        "DELETE FROM events WHERE id = ?1
-            AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
-    )?;
-    for event in &events {
-        orphan.execute([event])?;
-    }
+    delete_orphan_events(conn, &events)?;
     Ok(events.len() as u64)
 }
 
-/// Dead-letter up to `limit` waiting deliveries of `target`.
+/// Dead-letter up to `limit` waiting deliveries of `target`. Returns how many
+/// and the body bytes that left the backlog.
 pub(super) fn dead_letter_batch(
     conn: &Connection,
     target: &str,
     reason: DeadReason,
     now_ms: i64,
     limit: usize,
-) -> rusqlite::Result<u64> {
+) -> rusqlite::Result<(u64, i64)> {
     let message = format!("target `{target}` is not in the config");
-    let n = conn
-        .prepare_cached(
-            "UPDATE deliveries
-                SET state = 'dead', dead_reason = ?2, next_attempt_at = NULL,
-                    last_error = ?3, updated_at = ?4
-              WHERE seq IN (SELECT seq FROM deliveries
-                             WHERE target = ?1 AND state IN ('pending', 'retrying')
-                             LIMIT ?5)",
+    let mut stmt = conn.prepare_cached(
+        "UPDATE deliveries
+            SET state = 'dead', dead_reason = ?2, next_attempt_at = NULL,
+                last_error = ?3, updated_at = ?4
+          WHERE seq IN (SELECT seq FROM deliveries
+                         WHERE target = ?1 AND state IN ('pending', 'retrying')
+                         LIMIT ?5)
+      RETURNING body_len",
+    )?;
+    let lens = stmt
+        .query_map(
+            params![target, reason.as_str(), message, now_ms, batch_limit(limit)],
+            |r| r.get::<_, i64>(0),
         )?
-        .execute(params![
-            target,
-            reason.as_str(),
-            message,
-            now_ms,
-            batch_limit(limit)
-        ])?;
-    Ok(n as u64)
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok((lens.len() as u64, lens.iter().sum()))
 }
 
 /// Targets with waiting or in-flight deliveries. Walks the `(state, target)`

@@ -28,9 +28,9 @@ use tokio::sync::oneshot;
 
 use self::writer::{Op, Reply};
 use crate::queue::{
-    BULK_BATCH, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
-    DeliveryQuery, DeliveryStore, LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture,
-    WorkSignal,
+    BULK_BATCH, Backlog, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
+    DeliveryPage, DeliveryQuery, DeliveryStore, Enqueued, LeaseToken, NewEvent, ReplayResult,
+    StoreError, StoreFuture, WorkSignal,
 };
 
 /// Counters of the writer's work since open, for "events per sync".
@@ -97,6 +97,36 @@ impl Counters {
 struct Shared {
     signal: WorkSignal,
     stats: Counters,
+    backlog: BacklogCounters,
+}
+
+/// The unfinished work, kept by the writer as batches commit (counted from
+/// the file once, at open).
+#[derive(Default)]
+struct BacklogCounters {
+    deliveries: std::sync::atomic::AtomicI64,
+    bytes: std::sync::atomic::AtomicI64,
+}
+
+impl BacklogCounters {
+    fn apply(&self, (deliveries, bytes): (i64, i64)) {
+        if deliveries != 0 {
+            self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
+        }
+        if bytes != 0 {
+            self.bytes.fetch_add(bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn get(&self) -> Backlog {
+        let read = |v: &std::sync::atomic::AtomicI64| {
+            u64::try_from(v.load(Ordering::Relaxed)).unwrap_or(0)
+        };
+        Backlog {
+            deliveries: read(&self.deliveries),
+            bytes: read(&self.bytes),
+        }
+    }
 }
 
 /// The SQLite [`DeliveryStore`]. Dropping it finishes the queued commands,
@@ -126,10 +156,19 @@ impl SqliteStore {
                 "sqlite queue: deliveries in flight at the last stop will be retried"
             );
         }
+        let (deliveries, bytes) = schema::backlog(&conn).map_err(|e| {
+            StoreError::Open(format!(
+                "{}: cannot count the backlog: {}",
+                path.display(),
+                db_err(e)
+            ))
+        })?;
         let shared = Arc::new(Shared {
             signal: WorkSignal::default(),
             stats: Counters::default(),
+            backlog: BacklogCounters::default(),
         });
+        shared.backlog.apply((deliveries, bytes));
         let (commands, rx) = mpsc::channel();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
@@ -318,8 +357,24 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, ()> {
+    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, Enqueued> {
         self.call(move |reply| Op::Enqueue(event, reply))
+    }
+
+    fn backlog(&self) -> Backlog {
+        self.shared.backlog.get()
+    }
+
+    fn prune(&self, delivered_before_ms: i64, now_ms: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            self.in_batches(|limit, reply| Op::Prune {
+                before_ms: delivered_before_ms,
+                now_ms,
+                limit,
+                reply,
+            })
+            .await
+        })
     }
 
     fn claim_due(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claim>> {

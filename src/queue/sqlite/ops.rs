@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::queue::{
     AttemptRecord, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
-    DeliveryRecord, DeliveryState, LeaseToken, NewEvent, NextState, RECORD_FORMAT,
+    DeliveryRecord, DeliveryState, Enqueued, LeaseToken, NewEvent, NextState, RECORD_FORMAT,
 };
 
 /// The most of a response body kept per attempt (DESIGN.md section 5: first 1 KiB).
@@ -52,10 +52,44 @@ fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Insert the event and its deliveries. A repeated event id or a target listed
-/// twice violates a UNIQUE constraint; the caller's savepoint undoes the rest.
-pub(super) fn enqueue(conn: &Connection, ev: &NewEvent) -> rusqlite::Result<()> {
+/// Insert the event and its deliveries, unless a fresh dedupe key says it was
+/// accepted before. A repeated event id or a target listed twice violates a
+/// UNIQUE constraint; the caller's savepoint undoes the rest.
+///
+/// `full` says the backlog is at its limit: checked after the dedupe key, so a
+/// duplicate is still recognised when the queue is full (DESIGN.md section 4
+/// puts dedupe before 503).
+pub(super) fn enqueue(conn: &Connection, ev: &NewEvent, full: bool) -> rusqlite::Result<Enqueued> {
     let event_id = id_text(ev.id);
+    if let Some(dedupe) = &ev.dedupe {
+        let first: Option<String> = conn
+            .prepare_cached("SELECT event_id FROM dedupe WHERE key = ?1 AND expires_at > ?2")?
+            .query_row(params![&dedupe.key[..], ev.received_at_ms], |r| r.get(0))
+            .optional()?;
+        if let Some(first) = first {
+            let id = Uuid::parse_str(&first).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?;
+            return Ok(Enqueued::Duplicate(id));
+        }
+        if full {
+            return Ok(Enqueued::Full);
+        }
+        // An expired key is replaced: the window counts from this acceptance.
+        conn.prepare_cached(
+            "INSERT INTO dedupe (key, event_id, expires_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (key) DO UPDATE SET event_id = excluded.event_id,
+                                             expires_at = excluded.expires_at",
+        )?
+        .execute(params![&dedupe.key[..], event_id, dedupe.expires_at_ms])?;
+    }
+    if full {
+        return Ok(Enqueued::Full);
+    }
     conn.prepare_cached(
         "INSERT INTO events (id, source, received_at, body, format) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
@@ -68,9 +102,11 @@ pub(super) fn enqueue(conn: &Connection, ev: &NewEvent) -> rusqlite::Result<()> 
     ])?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries
-             (id, event_id, target, route, state, next_attempt_at, created_at, updated_at, format)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6)",
+             (id, event_id, target, route, state, next_attempt_at, created_at, updated_at, format,
+              body_len)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7)",
     )?;
+    let body_len = i64::try_from(ev.body.len()).unwrap_or(i64::MAX);
     for d in &ev.deliveries {
         insert.execute(params![
             id_text(d.id),
@@ -78,8 +114,50 @@ pub(super) fn enqueue(conn: &Connection, ev: &NewEvent) -> rusqlite::Result<()> 
             d.target,
             d.route,
             ev.received_at_ms,
-            RECORD_FORMAT
+            RECORD_FORMAT,
+            body_len
         ])?;
+    }
+    Ok(Enqueued::Stored)
+}
+
+/// Delete up to `limit` delivered deliveries last updated before `before_ms`
+/// (attempts go with them), the events left without deliveries, and up to
+/// `limit` expired dedupe keys. Returns the deliveries deleted.
+pub(super) fn prune_batch(
+    conn: &Connection,
+    before_ms: i64,
+    now_ms: i64,
+    limit: usize,
+) -> rusqlite::Result<u64> {
+    let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+    let mut stmt = conn.prepare_cached(
+        "DELETE FROM deliveries
+          WHERE seq IN (SELECT seq FROM deliveries
+                         WHERE state = 'delivered' AND updated_at < ?1
+                         LIMIT ?2)
+      RETURNING event_id",
+    )?;
+    let events = stmt
+        .query_map(params![before_ms, limit], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    delete_orphan_events(conn, &events)?;
+    conn.prepare_cached(
+        "DELETE FROM dedupe WHERE key IN
+            (SELECT key FROM dedupe WHERE expires_at <= ?1 LIMIT ?2)",
+    )?
+    .execute(params![now_ms, limit])?;
+    Ok(events.len() as u64)
+}
+
+/// Delete these events if no delivery refers to them any more.
+pub(super) fn delete_orphan_events(conn: &Connection, events: &[String]) -> rusqlite::Result<()> {
+    let mut orphan = conn.prepare_cached(
+        "DELETE FROM events WHERE id = ?1
+            AND NOT EXISTS (SELECT 1 FROM deliveries WHERE event_id = ?1)",
+    )?;
+    for event in events {
+        orphan.execute([event])?;
     }
     Ok(())
 }
@@ -128,12 +206,21 @@ pub(super) fn claim(
     Ok(rows.into_iter().map(|(_, c)| c).collect())
 }
 
-/// Record one attempt. Returns the target when the delivery was rescheduled (its
-/// worker must re-evaluate its next due time).
+/// What a completion changed besides the row.
+#[derive(Debug, Default)]
+pub(super) struct CompletionEffects {
+    /// The target, when the delivery was rescheduled (its worker must
+    /// re-evaluate its next due time).
+    pub(super) wake: Option<String>,
+    /// The body length, when the delivery left the backlog (delivered or dead).
+    pub(super) finished_bytes: Option<i64>,
+}
+
+/// Record one attempt.
 pub(super) fn complete(
     conn: &Connection,
     c: &Completion,
-) -> rusqlite::Result<(Completed, Option<String>)> {
+) -> rusqlite::Result<(Completed, CompletionEffects)> {
     let a = &c.attempt;
     let (state, dead_reason, next_at) = match c.next {
         NextState::Delivered => (DeliveryState::Delivered, None, None),
@@ -150,7 +237,7 @@ pub(super) fn complete(
             .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
     };
     let finished_at = a.at_ms.saturating_add(ms(a.duration_ms));
-    let updated: Option<(u32, String)> = conn
+    let updated: Option<(u32, String, i64)> = conn
         .prepare_cached(
             "UPDATE deliveries
                 SET attempt_count = attempt_count + 1,
@@ -159,7 +246,7 @@ pub(super) fn complete(
                     last_error = CASE WHEN ?3 = 'delivered' THEN last_error ELSE ?6 END,
                     updated_at = ?7, lease_token = NULL
               WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
-          RETURNING attempt_count, target",
+          RETURNING attempt_count, target, body_len",
         )?
         .query_row(
             params![
@@ -171,11 +258,11 @@ pub(super) fn complete(
                 last_error,
                 finished_at
             ],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?;
-    let Some((n, target)) = updated else {
-        return Ok((Completed::StaleLease, None));
+    let Some((n, target, body_len)) = updated else {
+        return Ok((Completed::StaleLease, CompletionEffects::default()));
     };
     conn.prepare_cached(
         "INSERT INTO attempts
@@ -192,8 +279,14 @@ pub(super) fn complete(
         a.response_excerpt.as_deref().map(cap_excerpt),
         RECORD_FORMAT
     ])?;
-    let wake = matches!(c.next, NextState::RetryAt(_)).then_some(target);
-    Ok((Completed::Recorded, wake))
+    let retry = matches!(c.next, NextState::RetryAt(_));
+    Ok((
+        Completed::Recorded,
+        CompletionEffects {
+            wake: retry.then_some(target),
+            finished_bytes: (!retry).then_some(body_len),
+        },
+    ))
 }
 
 /// Undo a claim without counting an attempt. Returns the target when the lease

@@ -9,7 +9,7 @@ use super::db_err;
 use crate::queue::{RECORD_FORMAT, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// The tables. `seq` is the acceptance order (AUTOINCREMENT, so a number is never
 /// reused even after rows are pruned). `UNIQUE(event_id, target)` makes "one
@@ -39,6 +39,7 @@ CREATE TABLE deliveries (
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     format          INTEGER NOT NULL,
+    body_len        INTEGER NOT NULL DEFAULT 0,
     UNIQUE (event_id, target)
 );
 -- Claims and next_due: a partial index holding only the waiting rows, ordered
@@ -60,12 +61,46 @@ CREATE TABLE attempts (
     format           INTEGER NOT NULL,
     PRIMARY KEY (delivery_id, n)
 ) WITHOUT ROWID;
+ -- Dedupe keys: sha256 of the source and the event's identity, and the first
+-- event accepted under it, until the window expires.
+CREATE TABLE dedupe (
+    key        BLOB PRIMARY KEY,
+    event_id   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+-- Retention: delivered rows by age.
+CREATE INDEX deliveries_delivered ON deliveries (updated_at) WHERE state = 'delivered';
 -- Small facts about the file itself; also the target of check_writable's write.
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 ";
+
+/// Version 1 had no dedupe keys and no per-delivery body length (counted as 0
+/// for rows written before the upgrade).
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE deliveries ADD COLUMN body_len INTEGER NOT NULL DEFAULT 0;
+UPDATE deliveries SET body_len =
+    (SELECT length(body) FROM events WHERE events.id = deliveries.event_id);
+CREATE TABLE dedupe (
+    key        BLOB PRIMARY KEY,
+    event_id   TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX deliveries_delivered ON deliveries (updated_at) WHERE state = 'delivered';
+";
+
+/// The unfinished work at open: the one time hookgate counts rows for it;
+/// from then on the writer keeps the counters.
+pub(super) fn backlog(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(body_len), 0) FROM deliveries
+          WHERE state IN ('pending', 'retrying', 'in_flight')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+}
 
 /// Open `path`, apply the connection settings, create or check the schema and
 /// recover deliveries cut off by a crash. Returns how many were recovered.
@@ -104,6 +139,12 @@ pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreE
                 [RECORD_FORMAT.to_string()],
             )
             .map_err(|e| open_err("cannot write meta", e))?;
+        }
+        1 => {
+            tx.execute_batch(MIGRATE_1_TO_2)
+                .map_err(|e| open_err("cannot migrate schema 1 to 2", e))?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(|e| open_err("cannot set schema version", e))?;
         }
         SCHEMA_VERSION => {}
         newer if newer > SCHEMA_VERSION => {

@@ -55,6 +55,7 @@ fn a_failing_command_fails_only_its_caller() {
     let shared = Shared {
         signal: WorkSignal::default(),
         stats: Default::default(),
+        backlog: Default::default(),
     };
     let (events, mut answers) = (vec![ev(&["a"]), ev(&["a", "a"]), ev(&["b"])], Vec::new());
     let batch = events
@@ -87,6 +88,7 @@ fn an_abandoned_claim_is_released() {
     let shared = Shared {
         signal: WorkSignal::default(),
         stats: Default::default(),
+        backlog: Default::default(),
     };
     let (tx, _rx) = oneshot::channel();
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
@@ -101,7 +103,7 @@ fn an_abandoned_claim_is_released() {
     };
     let ran = {
         let tx = conn.transaction().unwrap();
-        let r = apply(&tx, claim);
+        let r = apply(&tx, claim, &shared);
         tx.commit().unwrap();
         r
     };

@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 use super::{Shared, admin_ops, db_err, ops};
 use crate::queue::{
     Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
-    DeliveryQuery, LeaseToken, NewEvent, ReplayResult, StoreError,
+    DeliveryQuery, Enqueued, LeaseToken, NewEvent, ReplayResult, StoreError,
 };
 
 /// The most commands in one transaction: bounds commit latency and memory.
@@ -30,7 +30,14 @@ pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One request to the writer thread, with where to send the answer.
 pub(super) enum Op {
-    Enqueue(NewEvent, Reply<()>),
+    Enqueue(NewEvent, Reply<Enqueued>),
+    /// One batch of retention pruning.
+    Prune {
+        before_ms: i64,
+        now_ms: i64,
+        limit: usize,
+        reply: Reply<u64>,
+    },
     Claim {
         target: String,
         now_ms: i64,
@@ -95,8 +102,14 @@ impl Op {
     fn fail(self, msg: &str) {
         // A caller that went away does not need the answer: send errors are ignored.
         match self {
-            Op::Enqueue(_, r) | Op::Release { reply: r, .. } | Op::CheckWritable(r) => {
+            Op::Enqueue(_, r) => {
                 let _ = r.send(unavailable(msg));
+            }
+            Op::Release { reply: r, .. } | Op::CheckWritable(r) => {
+                let _ = r.send(unavailable(msg));
+            }
+            Op::Prune { reply, .. } => {
+                let _ = reply.send(unavailable(msg));
             }
             Op::Claim { reply, .. } => {
                 let _ = reply.send(unavailable(msg));
@@ -146,6 +159,8 @@ pub(super) struct Ran {
     ok: bool,
     wake: Vec<String>,
     events: u64,
+    /// Change to the backlog counters (deliveries, bytes), applied on commit.
+    backlog: (i64, i64),
 }
 
 fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran {
@@ -161,6 +176,7 @@ fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran
         }),
         wake: Vec::new(),
         events: 0,
+        backlog: (0, 0),
     }
 }
 
@@ -169,13 +185,22 @@ fn sql<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
 }
 
 /// Run one write command on `conn` (a savepoint inside the batch).
-pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
+pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
     match op {
         Op::Enqueue(ev, reply) => {
-            let result = sql(ops::enqueue(conn, &ev));
+            // The counters as of the last commit: a batch can overshoot a
+            // limit by at most its own size.
+            let backlog = shared.backlog.get();
+            let full = ev
+                .limits
+                .is_some_and(|l| backlog.deliveries >= l.deliveries || backlog.bytes >= l.bytes);
+            let result = sql(ops::enqueue(conn, &ev, full));
+            let stored = matches!(result, Ok(Enqueued::Stored));
             let mut r = ran(reply, result);
-            if r.ok {
+            if stored {
+                let n = ev.deliveries.len() as i64;
                 r.events = 1;
+                r.backlog = (n, n.saturating_mul(ev.body.len() as i64));
                 r.wake = ev.deliveries.into_iter().map(|d| d.target).collect();
             }
             r
@@ -209,11 +234,13 @@ pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
                 ok,
                 wake: Vec::new(),
                 events: 0,
+                backlog: (0, 0),
             }
         }
         Op::Complete(c, reply) => match sql(ops::complete(conn, &c)) {
-            Ok((done, wake)) => Ran {
-                wake: wake.into_iter().collect(),
+            Ok((done, effects)) => Ran {
+                wake: effects.wake.into_iter().collect(),
+                backlog: effects.finished_bytes.map_or((0, 0), |b| (-1, -b)),
                 ..ran(reply, Ok(done))
             },
             Err(e) => ran(reply, Err(e)),
@@ -227,10 +254,14 @@ pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
         },
         Op::CheckWritable(reply) => ran(reply, sql(ops::touch(conn, now_ms()))),
         Op::Replay { id, now_ms, reply } => match sql(admin_ops::replay(conn, id, now_ms)) {
-            Ok((result, wake)) => Ran {
-                wake: wake.into_iter().collect(),
-                ..ran(reply, Ok(result))
-            },
+            Ok((result, replayed)) => {
+                let backlog = replayed.as_ref().map_or((0, 0), |(_, b)| (1, *b));
+                Ran {
+                    wake: replayed.into_iter().map(|(t, _)| t).collect(),
+                    backlog,
+                    ..ran(reply, Ok(result))
+                }
+            }
             Err(e) => ran(reply, Err(e)),
         },
         Op::ReplayDead {
@@ -244,8 +275,9 @@ pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
             now_ms,
             limit,
         )) {
-            Ok((n, wake)) => Ran {
+            Ok((n, wake, bytes)) => Ran {
                 wake,
+                backlog: (n as i64, bytes),
                 ..ran(reply, Ok(n))
             },
             Err(e) => ran(reply, Err(e)),
@@ -264,12 +296,21 @@ pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
             now_ms,
             limit,
             reply,
-        } => ran(
+        } => match sql(admin_ops::dead_letter_batch(
+            conn, &target, reason, now_ms, limit,
+        )) {
+            Ok((n, bytes)) => Ran {
+                backlog: (-(n as i64), -bytes),
+                ..ran(reply, Ok(n))
+            },
+            Err(e) => ran(reply, Err(e)),
+        },
+        Op::Prune {
+            before_ms,
+            now_ms,
+            limit,
             reply,
-            sql(admin_ops::dead_letter_batch(
-                conn, &target, reason, now_ms, limit,
-            )),
-        ),
+        } => ran(reply, sql(ops::prune_batch(conn, before_ms, now_ms, limit))),
         // run_batch sends only writes here.
         read_or_close => {
             read_or_close.fail("internal: not a write command");
@@ -278,6 +319,7 @@ pub(super) fn apply(conn: &Connection, op: Op) -> Ran {
                 ok: false,
                 wake: Vec::new(),
                 events: 0,
+                backlog: (0, 0),
             }
         }
     }
@@ -387,7 +429,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         }
         let mut r = match tx.savepoint() {
             Ok(sp) => {
-                let r = apply(&sp, op);
+                let r = apply(&sp, op, shared);
                 // Release the savepoint, keeping its work only if the command
                 // succeeded (dropping it rolls back, then releases).
                 let released = if r.ok { sp.commit() } else { sp.finish() };
@@ -429,10 +471,14 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     }
     // Counters and wake-ups before the answers: a caller that sees its
     // enqueue done also sees it counted and its target signalled.
+    let mut backlog = (0i64, 0i64);
     for r in &mut done {
         events += r.events;
+        backlog.0 += r.backlog.0;
+        backlog.1 += r.backlog.1;
         wake.extend(std::mem::take(&mut r.wake));
     }
+    shared.backlog.apply(backlog);
     stats.record_commit(commands, events);
     for target in &wake {
         shared.signal.notify(target);
@@ -452,6 +498,7 @@ fn fail_ran(r: Ran, msg: String) -> Ran {
         ok: false,
         wake: Vec::new(),
         events: 0,
+        backlog: (0, 0),
     }
 }
 
