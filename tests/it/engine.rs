@@ -228,7 +228,12 @@ async fn dead_letters_can_be_inspected_replayed_and_purged() {
     assert_eq!(d["attempts"][0]["status"], 400);
     assert_eq!(d["attempts"][0]["response_excerpt"], "bad payload");
     assert!(d["attempts"][0]["duration_ms"].is_u64());
-    assert!(d["event"]["companionId"].as_str().unwrap().starts_with("c-"));
+    assert!(
+        d["event"]["companionId"]
+            .as_str()
+            .unwrap()
+            .starts_with("c-")
+    );
     let (s, v) = gw
         .admin_get("/admin/deliveries/01a222e5-0000-7000-8000-000000000000")
         .await;

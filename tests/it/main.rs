@@ -11,5 +11,6 @@ mod binary;
 mod delivery;
 mod engine;
 mod ingress;
+mod pressure;
 mod routing;
 mod store_sqlite;

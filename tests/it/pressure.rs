@@ -1,0 +1,212 @@
+//! Under pressure: duplicates, a full queue, retention, and a million
+//! deliveries waiting behind a dead target.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hookgate::clock::ManualClock;
+
+use crate::common::sink::Sink;
+use crate::common::{self, Gateway, event, eventually, post_signed};
+
+const T0: i64 = 1_800_000_000_000;
+
+fn config(dir: &std::path::Path, url: &str, extra: &str) -> String {
+    common::config_yaml(
+        dir,
+        &format!(
+            "{extra}targets:\n  crm:\n    kind: http\n    url: {url}\n    retry: {{ schedule: [1h] }}\nroutes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
+    )
+}
+
+#[tokio::test]
+async fn a_repeated_event_is_accepted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let yaml = config(dir.path(), &sink.url("/"), "dedupe:\n  window: 10m\n");
+    let gw = Gateway::start_with(dir.path(), &yaml, clock.clone(), "127.0.0.1:0").await;
+    let url = gw.url("/webhooks/outrival");
+    let body = event("status-changed", "VOICE", "ended", "dup");
+
+    // Ten copies at once: one is stored, the others wait for its commit and
+    // are answered 200 with its id.
+    let sends = (0..10).map(|_| {
+        let (url, body) = (url.clone(), body.clone());
+        tokio::spawn(async move {
+            let r = post_signed(&url, &body).await;
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        })
+    });
+    let mut answers = Vec::new();
+    for s in sends {
+        answers.push(s.await.unwrap());
+    }
+    let accepted: Vec<_> = answers.iter().filter(|(s, _)| *s == 202).collect();
+    assert_eq!(accepted.len(), 1, "{answers:?}");
+    let first = accepted[0].1["id"].clone();
+    for (status, v) in answers.iter().filter(|(s, _)| *s != 202) {
+        assert_eq!(*status, 200);
+        assert_eq!(v, &serde_json::json!({"id": first, "duplicate": true}));
+    }
+    eventually(Duration::from_secs(5), "delivered", || async {
+        sink.count() == 1
+    })
+    .await;
+
+    // Still inside the window: a duplicate; after it: a new event.
+    clock.advance(Duration::from_secs(9 * 60));
+    assert_eq!(post_signed(&url, &body).await.status(), 200);
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(post_signed(&url, &body).await.status(), 202);
+    eventually(Duration::from_secs(5), "the new one delivered", || async {
+        sink.count() == 2
+    })
+    .await;
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("outcome=\"duplicate\""), "{metrics}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn window_zero_turns_dedupe_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let yaml = config(dir.path(), &sink.url("/"), "dedupe:\n  window: 0s\n");
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    let body = event("status-changed", "VOICE", "ended", "same");
+    for _ in 0..3 {
+        assert_eq!(
+            post_signed(&gw.url("/webhooks/outrival"), &body)
+                .await
+                .status(),
+            202
+        );
+    }
+    eventually(Duration::from_secs(5), "three deliveries", || async {
+        sink.count() == 3
+    })
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_and_acknowledges_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}/", common::free_port());
+    let yaml = config(dir.path(), &down, "").replace("queue:\n", "queue:\n  max_pending: 3\n");
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    let url = gw.url("/webhooks/outrival");
+    let mut first = None;
+    for i in 0..3 {
+        let body = event("status-changed", "VOICE", "ended", &format!("c{i}"));
+        let r = post_signed(&url, &body).await;
+        assert_eq!(r.status(), 202);
+        if i == 0 {
+            first = Some((
+                body,
+                r.json::<serde_json::Value>().await.unwrap()["id"].clone(),
+            ));
+        }
+    }
+    let r = post_signed(&url, &event("status-changed", "VOICE", "ended", "c3")).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().get("retry-after").is_some());
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "queue_full");
+    // Dedupe comes before 503: a duplicate of a stored event is still recognised.
+    let (body, id) = first.unwrap();
+    let r = post_signed(&url, &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["id"], id);
+    // Nothing of the refused event was stored.
+    let (_, page) = gw.admin_get("/admin/deliveries").await;
+    assert_eq!(page["deliveries"].as_array().unwrap().len(), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn max_bytes_limits_the_stored_bodies_of_unfinished_deliveries() {
+    let dir = tempfile::tempdir().unwrap();
+    let down = format!("http://127.0.0.1:{}/", common::free_port());
+    let yaml = config(dir.path(), &down, "").replace("queue:\n", "queue:\n  max_bytes: 1KiB\n");
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    let url = gw.url("/webhooks/outrival");
+    let big = format!(
+        "{{\"event\":\"status-changed\",\"type\":\"VOICE\",\"companionId\":\"c\",\"data\":{{\"messages\":[],\"startedAt\":\"t\",\"pad\":\"{}\"}}}}",
+        "x".repeat(600)
+    );
+    assert_eq!(post_signed(&url, &big).await.status(), 202);
+    assert_eq!(
+        post_signed(&url, &big.replace("\"c\"", "\"d\""))
+            .await
+            .status(),
+        202
+    );
+    let r = post_signed(&url, &big.replace("\"c\"", "\"e\"")).await;
+    assert_eq!(r.status(), 503);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn delivered_records_are_pruned_after_retention_and_dead_letters_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let clock = Arc::new(ManualClock::new(T0));
+    let yaml =
+        config(dir.path(), &sink.url("/"), "").replace("queue:\n", "queue:\n  retention: 1h\n");
+    let gw = Gateway::start_with(dir.path(), &yaml, clock.clone(), "127.0.0.1:0").await;
+    let url = gw.url("/webhooks/outrival");
+    let ok: serde_json::Value = post_signed(&url, &event("status-changed", "VOICE", "ended", "ok"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "delivered", || async {
+        sink.count() == 1
+    })
+    .await;
+    sink.always(crate::common::sink::Answer::status(400));
+    let dead: serde_json::Value =
+        post_signed(&url, &event("status-changed", "VOICE", "ended", "dead"))
+            .await
+            .json()
+            .await
+            .unwrap();
+    let ok_id = ok["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let dead_id = dead["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(5), "dead", || async {
+        gw.admin_get(&format!("/admin/deliveries/{dead_id}"))
+            .await
+            .1["state"]
+            == "dead"
+    })
+    .await;
+    clock.advance(Duration::from_secs(30 * 60));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        gw.admin_get(&format!("/admin/deliveries/{ok_id}")).await.0,
+        200,
+        "kept within retention"
+    );
+    clock.advance(Duration::from_secs(31 * 60));
+    eventually(Duration::from_secs(5), "pruned after retention", || async {
+        gw.admin_get(&format!("/admin/deliveries/{ok_id}")).await.0 == 404
+    })
+    .await;
+    assert_eq!(
+        gw.admin_get(&format!("/admin/deliveries/{dead_id}"))
+            .await
+            .0,
+        200,
+        "dead letters stay"
+    );
+    gw.stop().await;
+}
