@@ -13,6 +13,10 @@ pub const EVENTS_ROUTED_TOTAL: &str = "hookgate_events_routed_total";
 pub const DELIVERIES_TOTAL: &str = "hookgate_deliveries_total";
 pub const DELIVERY_DURATION_SECONDS: &str = "hookgate_delivery_duration_seconds";
 pub const CIRCUIT_OPEN: &str = "hookgate_circuit_open";
+pub const QUEUE_COMMITS_TOTAL: &str = "hookgate_queue_commits_total";
+pub const QUEUE_EVENTS_COMMITTED_TOTAL: &str = "hookgate_queue_events_committed_total";
+pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
+pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 
 /// Seconds: from a fast local receiver to the longest sensible timeout.
 const DURATION_BUCKETS: &[f64] = &[
@@ -104,4 +108,19 @@ pub fn delivery_attempt(target: &str, outcome: &'static str, seconds: f64) {
 /// 1 while `target`'s circuit breaker is open (or half-open), else 0.
 pub fn circuit_open(target: &str, open: bool) {
     metrics::gauge!(CIRCUIT_OPEN, "target" => target.to_owned()).set(if open { 1.0 } else { 0.0 });
+}
+
+/// One durable commit (one fsync) of the queue, holding `events` new events:
+/// `events_committed_total / commits_total` is the group-commit factor.
+pub fn queue_commit(events: u64) {
+    metrics::counter!(QUEUE_COMMITS_TOTAL).increment(1);
+    if events > 0 {
+        metrics::counter!(QUEUE_EVENTS_COMMITTED_TOTAL).increment(events);
+    }
+}
+
+/// The unfinished work (`pending`, `in_flight`, `retrying`) and its bytes.
+pub fn queue_backlog(deliveries: u64, bytes: u64) {
+    metrics::gauge!(QUEUE_BACKLOG_DELIVERIES).set(deliveries as f64);
+    metrics::gauge!(QUEUE_BACKLOG_BYTES).set(bytes as f64);
 }

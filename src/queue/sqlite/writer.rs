@@ -479,6 +479,9 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         wake.extend(std::mem::take(&mut r.wake));
     }
     shared.backlog.apply(backlog);
+    let now = shared.backlog.get();
+    crate::metrics::queue_commit(events);
+    crate::metrics::queue_backlog(now.deliveries, now.bytes);
     stats.record_commit(commands, events);
     for target in &wake {
         shared.signal.notify(target);
