@@ -11,15 +11,18 @@
 //!
 //! Cases by topic: `enqueue` (storing, refusing, signalling, load),
 //! `claims` (what a claim hands out and when), `outcomes` (complete, retry,
-//! dead, stale leases, release). This file holds the macro and the helpers.
+//! dead, stale leases, release), `admin` (listing, replay, purge, sweep,
+//! dedupe, backlog, retention). This file holds the macro and the helpers.
 
 use bytes::Bytes;
 use uuid::Uuid;
 
+mod admin;
 mod claims;
 mod enqueue;
 mod outcomes;
 
+pub use admin::*;
 pub use claims::*;
 pub use enqueue::*;
 pub use outcomes::*;
@@ -51,6 +54,14 @@ macro_rules! delivery_store_conformance {
             next_due_is_the_earliest_waiting,
             unknown_delivery_is_none_and_store_is_writable,
             concurrent_enqueues_are_claimed_exactly_once,
+            list_filters_orders_and_pages,
+            replay_gives_a_fresh_budget_and_keeps_counting,
+            bulk_replay_and_purge_work_in_batches_per_target,
+            purge_all_removes_attempts_and_orphaned_events,
+            removed_targets_are_swept,
+            dedupe_keys_accept_an_event_once_per_window,
+            backlog_counts_and_limits,
+            prune_removes_old_delivered_records_only,
         );
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {
