@@ -210,3 +210,67 @@ async fn delivered_records_are_pruned_after_retention_and_dead_letters_stay() {
     );
     gw.stop().await;
 }
+
+/// `chattr +i` makes a file unwritable even for root (the tests run as root,
+/// so permissions would not do). False when the filesystem does not support it.
+fn set_immutable(path: &std::path::Path, on: bool) -> bool {
+    std::process::Command::new("chattr")
+        .arg(if on { "+i" } else { "-i" })
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test]
+async fn an_unwritable_queue_answers_503_and_readyz_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let gw = Gateway::start(dir.path(), &config(dir.path(), &sink.url("/"), "")).await;
+    let url = gw.url("/webhooks/outrival");
+    assert_eq!(
+        post_signed(&url, &event("status-changed", "VOICE", "ended", "a"))
+            .await
+            .status(),
+        202
+    );
+    let wal = dir.path().join("queue.db-wal");
+    if !set_immutable(&wal, true) {
+        eprintln!("skipped: chattr +i is not supported on this filesystem");
+        gw.stop().await;
+        return;
+    }
+    let r = post_signed(&url, &event("status-changed", "VOICE", "ended", "b")).await;
+    let status = r.status().as_u16();
+    let retry_after = r.headers().get("retry-after").is_some();
+    let v: serde_json::Value = r.json().await.unwrap_or_default();
+    let ready = reqwest::get(gw.admin_url("/readyz"))
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    set_immutable(&wal, false);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (503, Some("queue_unavailable")),
+        "{v}"
+    );
+    assert!(retry_after);
+    assert_eq!(ready, 503);
+    // Writable again: accepted again.
+    eventually(Duration::from_secs(5), "accepting again", || async {
+        post_signed(
+            &url,
+            &event(
+                "status-changed",
+                "VOICE",
+                "ended",
+                &uuid::Uuid::now_v7().to_string(),
+            ),
+        )
+        .await
+        .status()
+            == 202
+    })
+    .await;
+    gw.stop().await;
+}
