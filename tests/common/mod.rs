@@ -54,6 +54,11 @@ pub async fn post_signed(url: &str, body: &str) -> reqwest::Response {
         .expect("request to the gateway")
 }
 
+/// The status of a GET to `url`.
+pub async fn get_status(url: &str) -> u16 {
+    reqwest::get(url).await.expect("GET").status().as_u16()
+}
+
 /// Poll `check` until it returns true or `timeout` passes (then panic with `what`).
 pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
 where

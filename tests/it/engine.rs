@@ -38,6 +38,11 @@ async fn accept(gw: &Gateway) -> (String, String) {
     )
 }
 
+/// Wait (up to 5 s) until the sink has had `n` requests.
+async fn sink_reaches(sink: &Sink, n: usize, what: &str) {
+    eventually(Duration::from_secs(5), what, || async { sink.count() == n }).await;
+}
+
 /// Real time passes, and the sink must still have `n` requests.
 async fn stays_at(sink: &Sink, n: usize) {
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -58,10 +63,7 @@ async fn an_hours_long_schedule_runs_on_the_clock() {
     let gw = Gateway::start_with(dir.path(), &yaml, clock.clone(), "127.0.0.1:0").await;
     let (_, delivery) = accept(&gw).await;
 
-    eventually(Duration::from_secs(5), "attempt 1", || async {
-        sink.count() == 1
-    })
-    .await;
+    sink_reaches(&sink, 1, "attempt 1").await;
     let (_, d) = gw.admin_get(&format!("/admin/deliveries/{delivery}")).await;
     assert_eq!(d["state"], "retrying");
     assert_eq!(
@@ -72,21 +74,11 @@ async fn an_hours_long_schedule_runs_on_the_clock() {
     clock.advance(Duration::from_secs(299));
     stays_at(&sink, 1).await;
     clock.advance(Duration::from_secs(1));
-    eventually(
-        Duration::from_secs(5),
-        "attempt 2 after 5 minutes",
-        || async { sink.count() == 2 },
-    )
-    .await;
+    sink_reaches(&sink, 2, "attempt 2 after 5 minutes").await;
     clock.advance(Duration::from_secs(3600));
     stays_at(&sink, 2).await;
     clock.advance(Duration::from_secs(3600));
-    eventually(
-        Duration::from_secs(5),
-        "attempt 3 after 2 hours",
-        || async { sink.count() == 3 },
-    )
-    .await;
+    sink_reaches(&sink, 3, "attempt 3 after 2 hours").await;
 
     eventually(Duration::from_secs(5), "delivered", || async {
         gw.admin_get(&format!("/admin/deliveries/{delivery}"))
@@ -128,19 +120,11 @@ async fn retry_after_longer_than_the_backoff_is_honoured_and_capped() {
     );
     let gw = Gateway::start_with(dir.path(), &yaml, clock.clone(), "127.0.0.1:0").await;
     let (_, delivery) = accept(&gw).await;
-    eventually(Duration::from_secs(5), "attempt 1", || async {
-        sink.count() == 1
-    })
-    .await;
+    sink_reaches(&sink, 1, "attempt 1").await;
     clock.advance(Duration::from_secs(1));
     stays_at(&sink, 1).await;
     clock.advance(Duration::from_secs(599));
-    eventually(
-        Duration::from_secs(5),
-        "attempt 2 after Retry-After",
-        || async { sink.count() == 2 },
-    )
-    .await;
+    sink_reaches(&sink, 2, "attempt 2 after Retry-After").await;
     // A day-long Retry-After is capped at the largest schedule entry (1h).
     eventually(Duration::from_secs(5), "attempt 2 recorded", || async {
         gw.admin_get(&format!("/admin/deliveries/{delivery}"))
@@ -249,10 +233,7 @@ async fn dead_letters_can_be_inspected_replayed_and_purged() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["state"], "pending");
-    eventually(Duration::from_secs(5), "replayed delivery sent", || async {
-        sink.count() == 4
-    })
-    .await;
+    sink_reaches(&sink, 4, "replayed delivery sent").await;
     let last = sink.received().pop().unwrap();
     assert_eq!(
         last.header("x-hookgate-delivery-id"),
@@ -352,13 +333,7 @@ async fn admin_needs_the_token_when_one_is_set() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
     // Probes stay open.
-    assert_eq!(
-        reqwest::get(gw.admin_url("/readyz"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::get_status(&gw.admin_url("/readyz")).await, 200);
     // /admin/config never shows a secret.
     let config = reqwest::Client::new()
         .get(gw.admin_url("/admin/config"))
@@ -392,20 +367,8 @@ async fn a_non_loopback_admin_without_a_token_refuses_admin_calls() {
         (s, v["error"].as_str()),
         (403, Some("admin_token_required"))
     );
-    assert_eq!(
-        reqwest::get(gw.admin_url("/healthz"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(gw.admin_url("/metrics"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::get_status(&gw.admin_url("/healthz")).await, 200);
+    assert_eq!(common::get_status(&gw.admin_url("/metrics")).await, 200);
     gw.stop().await;
 }
 
@@ -505,10 +468,7 @@ async fn the_circuit_opens_waits_without_spending_attempts_and_probes_once() {
     for _ in 0..5 {
         ids.push(accept(&gw).await.1);
     }
-    eventually(Duration::from_secs(5), "three failures", || async {
-        sink.count() == 3
-    })
-    .await;
+    sink_reaches(&sink, 3, "three failures").await;
     stays_at(&sink, 3).await;
     assert_eq!(circuit_gauge(&gw).await.as_deref(), Some("1"));
     // Retries fall due, but the circuit is open: nothing goes out, nothing is spent.
@@ -519,19 +479,13 @@ async fn the_circuit_opens_waits_without_spending_attempts_and_probes_once() {
     assert_eq!(waiting["state"], "pending");
     // Cooldown over: exactly one probe, which fails: open again.
     clock.advance(Duration::from_secs(25));
-    eventually(Duration::from_secs(5), "one probe", || async {
-        sink.count() == 4
-    })
-    .await;
+    sink_reaches(&sink, 4, "one probe").await;
     stays_at(&sink, 4).await;
     // The target recovers: the next probe closes the circuit and everything flows.
     sink.always(Answer::status(200));
     clock.advance(Duration::from_secs(30));
     // 3 failures + 1 failed probe + 5 deliveries (the good probe among them).
-    eventually(Duration::from_secs(5), "all five delivered", || async {
-        sink.count() == 9
-    })
-    .await;
+    sink_reaches(&sink, 9, "all five delivered").await;
     for id in &ids {
         eventually(Duration::from_secs(5), "recorded as delivered", || async {
             gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "delivered"
@@ -557,10 +511,7 @@ async fn a_429_with_retry_after_pauses_the_whole_target() {
     )
     .await;
     accept(&gw).await;
-    eventually(Duration::from_secs(5), "the 429", || async {
-        sink.count() == 1
-    })
-    .await;
+    sink_reaches(&sink, 1, "the 429").await;
     accept(&gw).await;
     accept(&gw).await;
     // New deliveries are due now, but the target is paused for 60 s.
@@ -568,11 +519,6 @@ async fn a_429_with_retry_after_pauses_the_whole_target() {
     clock.advance(Duration::from_secs(30));
     stays_at(&sink, 1).await;
     clock.advance(Duration::from_secs(30));
-    eventually(
-        Duration::from_secs(5),
-        "all three delivered after the pause",
-        || async { sink.count() == 4 },
-    )
-    .await;
+    sink_reaches(&sink, 4, "all three delivered after the pause").await;
     gw.stop().await;
 }

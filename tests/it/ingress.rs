@@ -370,19 +370,7 @@ async fn connections_beyond_max_connections_wait() {
 async fn probes_answer() {
     let dir = tempfile::tempdir().unwrap();
     let gw = gateway(dir.path(), "").await;
-    assert_eq!(
-        reqwest::get(gw.admin_url("/healthz"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
-    assert_eq!(
-        reqwest::get(gw.admin_url("/readyz"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(common::get_status(&gw.admin_url("/healthz")).await, 200);
+    assert_eq!(common::get_status(&gw.admin_url("/readyz")).await, 200);
     gw.stop().await;
 }

@@ -243,11 +243,7 @@ async fn an_unwritable_queue_answers_503_and_readyz_fails() {
     let status = r.status().as_u16();
     let retry_after = r.headers().get("retry-after").is_some();
     let v: serde_json::Value = r.json().await.unwrap_or_default();
-    let ready = reqwest::get(gw.admin_url("/readyz"))
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
+    let ready = common::get_status(&gw.admin_url("/readyz")).await;
     set_immutable(&wal, false);
     assert_eq!(
         (status, v["error"].as_str()),
