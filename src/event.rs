@@ -68,6 +68,13 @@ fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
 /// Refuse nesting deeper than [`MAX_DEPTH`] before parsing, with a clear message.
 /// Brackets inside strings do not count.
 fn check_depth(body: &[u8]) -> Result<(), DecodeError> {
+    // Fast path: with no more than MAX_DEPTH opening brackets in all, the
+    // nesting cannot exceed it. This count vectorises; the exact scan below
+    // (which must skip strings) runs only for unusual bodies.
+    let openers = body.iter().filter(|&&b| b == b'{' || b == b'[').count();
+    if openers <= MAX_DEPTH {
+        return Ok(());
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

@@ -291,3 +291,82 @@ async fn template_bodies_are_rendered_and_signed() {
     assert!(got.signature_valid(TARGET_SECRET, "x-signature"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_template_that_renders_bad_json_dead_letters_that_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    // `companionId` unquoted: the rendered body is not JSON.
+    let gw = crm_gateway(
+        dir.path(),
+        &sink.url("/"),
+        "    body: template\n    template: '{\"who\": {{ companionId }}}'\n",
+    )
+    .await;
+    let v = accept(&gw, &event("status-changed", "VOICE", "ended", "not-json")).await;
+    let id = v["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    eventually(Duration::from_secs(5), "dead-lettered", || async {
+        gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "dead"
+    })
+    .await;
+    let (_, d) = gw.admin_get(&format!("/admin/deliveries/{id}")).await;
+    assert_eq!(d["dead_reason"], "render_error");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("not valid JSON"),
+        "{d}"
+    );
+    assert_eq!(sink.count(), 0, "nothing was sent");
+    // The gateway is fine: the next event is delivered.
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn every_attempt_uses_the_targets_current_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = Sink::start().await;
+    old.always(Answer::status(503));
+    let new = Sink::start().await;
+    let retry = "    retry: { schedule: [200ms], max_attempts: 10, jitter: false }\n";
+    let gw = crm_gateway(dir.path(), &old.url("/old"), retry).await;
+    let v = accept(&gw, &event("status-changed", "VOICE", "ended", "moved")).await;
+    eventually(Duration::from_secs(5), "a failed attempt", || async {
+        old.count() >= 1
+    })
+    .await;
+    gw.stop().await;
+
+    // The target moves and gets a new secret; the stored delivery follows.
+    let targets = format!(
+        "  crm:\n    kind: http\n    url: {}\n    secret: rotated-secret-0123456789\n    headers: {{ x-tenant: acme }}\n{retry}",
+        new.url("/new")
+    );
+    let yaml = common::config_yaml(
+        dir.path(),
+        &format!(
+            "targets:\n{targets}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n"
+        ),
+    );
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    eventually(
+        Duration::from_secs(5),
+        "delivered to the new URL",
+        || async { new.count() == 1 },
+    )
+    .await;
+    let got = &new.received()[0];
+    assert_eq!(got.path, "/new");
+    assert!(got.signature_valid("rotated-secret-0123456789", "x-signature"));
+    assert_eq!(got.header("x-tenant"), Some("acme"));
+    assert_eq!(
+        got.header("x-hookgate-delivery-id"),
+        v["deliveries"][0]["id"].as_str()
+    );
+    assert_eq!(
+        got.header("x-hookgate-route"),
+        Some("all"),
+        "the route is frozen"
+    );
+    let attempt: u32 = got.header("x-hookgate-attempt").unwrap().parse().unwrap();
+    assert!(attempt >= 2, "attempt numbers go on: {attempt}");
+    gw.stop().await;
+}
