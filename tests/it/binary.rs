@@ -378,3 +378,62 @@ async fn kill_9_during_attempts_retries_them_without_counting() {
     }
     assert!(again.terminate().success());
 }
+
+/// The README's tour, as a new user runs it: `rules.example.yaml` as shipped
+/// (only the ports moved, so tests can run side by side), the sample event
+/// sent with `hookgate send`, and the delivery printed by the `log` target.
+#[tokio::test]
+async fn the_readme_tour_works_with_the_example_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let example = std::fs::read_to_string(root.join("rules.example.yaml")).unwrap();
+    assert!(
+        example.contains("listen: 127.0.0.1:8080") && example.contains("listen: 127.0.0.1:9090")
+    );
+    let yaml = example
+        .replace("listen: 127.0.0.1:8080", "listen: 127.0.0.1:{PORT}")
+        .replace("listen: 127.0.0.1:9090", "listen: 127.0.0.1:{ADMIN_PORT}");
+    let check = Command::new(binary())
+        .args(["check", "-c"])
+        .arg(root.join("rules.example.yaml"))
+        .env_remove("OUTRIVAL_WEBHOOK_SECRET")
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let mut gw = Process::serve(dir.path(), &yaml);
+    gw.wait_ready().await;
+    let out = tokio::process::Command::new(binary())
+        .args([
+            "send",
+            &gw.url("/webhooks/outrival"),
+            "--secret",
+            "dev-secret-change-me-0123456789",
+        ])
+        .arg(root.join("examples/status-changed.json"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("202") && stdout.contains("ended-calls"),
+        "{stdout}"
+    );
+    eventually(
+        Duration::from_secs(5),
+        "the audit line on stdout",
+        || async {
+            gw.stdout().lines().any(|l| {
+                serde_json::from_str::<serde_json::Value>(l)
+                    .is_ok_and(|v| v["target"] == "audit" && v["event"]["companionId"] == "cmp_42")
+            })
+        },
+    )
+    .await;
+    assert!(gw.terminate().success());
+}
