@@ -12,6 +12,7 @@
 
 mod admin_ops;
 mod ops;
+mod reader;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+use self::reader::ReadOp;
 use self::writer::{Op, Reply};
 use crate::queue::{
     BULK_BATCH, Backlog, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
@@ -135,6 +137,9 @@ pub struct SqliteStore {
     commands: mpsc::Sender<Op>,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+    /// Admin reads, on their own connection and thread (see `reader.rs`).
+    reads: Option<mpsc::Sender<ReadOp>>,
+    reader: Option<JoinHandle<()>>,
     path: PathBuf,
 }
 
@@ -175,10 +180,19 @@ impl SqliteStore {
             .name("hookgate-sqlite".into())
             .spawn(move || writer::run(conn, lock, rx, thread_shared))
             .map_err(|e| StoreError::Open(format!("cannot start the sqlite writer thread: {e}")))?;
+        // After the writer has created or migrated the schema.
+        let read_conn = reader::open(path)?;
+        let (reads, read_rx) = mpsc::channel();
+        let reader = std::thread::Builder::new()
+            .name("hookgate-sqlite-read".into())
+            .spawn(move || reader::run(read_conn, read_rx))
+            .map_err(|e| StoreError::Open(format!("cannot start the sqlite reader thread: {e}")))?;
         Ok(SqliteStore {
             commands,
             shared,
             thread: Some(thread),
+            reads: Some(reads),
+            reader: Some(reader),
             path: path.to_owned(),
         })
     }
@@ -217,6 +231,19 @@ impl SqliteStore {
                 return Ok(total);
             }
         }
+    }
+
+    /// Send a read to the reader thread and wait for its answer.
+    fn read<'a, T: Send + 'static>(
+        &'a self,
+        make: impl FnOnce(Reply<T>) -> ReadOp + Send + 'a,
+    ) -> StoreFuture<'a, T> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let reads = self.reads.as_ref().ok_or_else(closed)?;
+            reads.send(make(reply)).map_err(|_| closed())?;
+            answer.await.unwrap_or_else(|_| Err(closed()))
+        })
     }
 
     /// Send a command and wait for its answer. Nothing is sent until the
@@ -282,6 +309,13 @@ fn db_err(e: rusqlite::Error) -> String {
 
 impl Drop for SqliteStore {
     fn drop(&mut self) {
+        // Closing the channel ends the reader thread.
+        drop(self.reads.take());
+        if let Some(reader) = self.reader.take()
+            && reader.join().is_err()
+        {
+            tracing::error!("sqlite queue reader thread panicked");
+        }
         let (ack, _) = oneshot::channel();
         let _ = self.commands.send(Op::Close(ack));
         if let Some(thread) = self.thread.take()
@@ -302,7 +336,7 @@ impl std::fmt::Debug for SqliteStore {
 
 impl DeliveryStore for SqliteStore {
     fn list(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
-        self.call(move |reply| Op::List(query, reply))
+        self.read(move |reply| ReadOp::List(query, reply))
     }
 
     fn replay(&self, id: DeliveryId, now_ms: i64) -> StoreFuture<'_, ReplayResult> {
@@ -335,7 +369,7 @@ impl DeliveryStore for SqliteStore {
     }
 
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {
-        self.call(Op::TargetsWithWork)
+        self.read(ReadOp::TargetsWithWork)
     }
 
     fn dead_letter_target(

@@ -19,8 +19,8 @@ use tokio::sync::oneshot;
 
 use super::{Shared, admin_ops, db_err, ops};
 use crate::queue::{
-    Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
-    DeliveryQuery, Enqueued, LeaseToken, NewEvent, ReplayResult, StoreError,
+    Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, Enqueued, LeaseToken,
+    NewEvent, ReplayResult, StoreError,
 };
 
 /// The most commands in one transaction: bounds commit latency and memory.
@@ -79,8 +79,6 @@ pub(super) enum Op {
     },
     NextDue(String, Reply<Option<i64>>),
     Delivery(DeliveryId, Reply<Option<DeliveryDetail>>),
-    List(DeliveryQuery, Reply<DeliveryPage>),
-    TargetsWithWork(Reply<Vec<String>>),
     /// Finish what is queued before this, then stop; acknowledged once the
     /// file is closed and unlocked.
     Close(oneshot::Sender<()>),
@@ -88,14 +86,7 @@ pub(super) enum Op {
 
 impl Op {
     fn is_write(&self) -> bool {
-        !matches!(
-            self,
-            Op::NextDue(..)
-                | Op::Delivery(..)
-                | Op::List(..)
-                | Op::TargetsWithWork(_)
-                | Op::Close(_)
-        )
+        !matches!(self, Op::NextDue(..) | Op::Delivery(..) | Op::Close(_))
     }
 
     /// Answer with an error without running the command.
@@ -130,12 +121,6 @@ impl Op {
             | Op::PurgeDead { reply, .. }
             | Op::DeadLetterTarget { reply, .. } => {
                 let _ = reply.send(unavailable(msg));
-            }
-            Op::List(_, r) => {
-                let _ = r.send(unavailable(msg));
-            }
-            Op::TargetsWithWork(r) => {
-                let _ = r.send(unavailable(msg));
             }
             Op::Close(_) => {}
         }
@@ -338,16 +323,6 @@ fn read(conn: &Connection, op: Op) {
         }
         Op::Delivery(id, reply) => {
             let _ = reply.send(sql(ops::delivery(conn, id)));
-        }
-        Op::List(query, reply) => {
-            let result = admin_ops::list(conn, &query).map_err(|e| match e {
-                None => StoreError::InvalidCursor,
-                Some(e) => StoreError::Unavailable(db_err(e)),
-            });
-            let _ = reply.send(result);
-        }
-        Op::TargetsWithWork(reply) => {
-            let _ = reply.send(sql(admin_ops::targets_with_work(conn)));
         }
         other => other.fail("internal: not a read command"),
     }
