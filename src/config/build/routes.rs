@@ -241,7 +241,7 @@ impl<'t> Resolver<'t> {
         }
         let tests = match &value.value {
             NodeValue::Map(_) => operators(cx, value, path)?,
-            NodeValue::Seq(_) => vec![FieldTest::OneOf(scalar_list(cx, value, path)?)],
+            NodeValue::Seq(_) => vec![FieldTest::OneOf(one_of_list(cx, value, path)?)],
             _ => vec![FieldTest::OneOf(vec![scalar(cx, value, path)?])],
         };
         if let Some(why) = contradiction(&tests) {
@@ -383,7 +383,7 @@ fn operators(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<FieldTest>
         let p = child(path, &key.name);
         let test = match key.name.as_str() {
             "eq" => scalar(cx, value, &p).map(|v| FieldTest::OneOf(vec![v])),
-            "in" => scalar_list(cx, value, &p).map(FieldTest::OneOf),
+            "in" => one_of_list(cx, value, &p).map(FieldTest::OneOf),
             "not" => match value.value {
                 NodeValue::Seq(_) => scalar_list(cx, value, &p),
                 _ => scalar(cx, value, &p).map(|v| vec![v]),
@@ -438,12 +438,19 @@ fn regex_message(e: &regex::Error) -> String {
         )
 }
 
-/// A list of scalars; an empty list can never hold (a warning).
-fn scalar_list(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Value>> {
-    let items = cx.list(node, path)?;
-    if items.is_empty() {
+/// The values of a list or `in`: equal to one of them. An empty list can
+/// never hold (a warning); an empty `not` list always holds, so it does not
+/// come through here.
+fn one_of_list(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Value>> {
+    if matches!(&node.value, NodeValue::Seq(items) if items.is_empty()) {
         cx.warn(node, path, "an empty list never matches");
     }
+    scalar_list(cx, node, path)
+}
+
+/// A list of scalars.
+fn scalar_list(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<Value>> {
+    let items = cx.list(node, path)?;
     let mut out = Vec::with_capacity(items.len());
     let mut ok = true;
     for (i, item) in items.iter().enumerate() {

@@ -123,7 +123,15 @@ pub(super) fn queue(cx: &mut Ctx<'_>, node: Option<&Node>) -> QueueConfig {
     if let Some(v) = f.opt(cx, "max_pending", |cx, n, p| cx.uint::<u64>(n, p, 1)) {
         out.max_pending = v;
     }
-    if let Some(v) = f.opt(cx, "max_bytes", size) {
+    let positive_size = |cx: &mut Ctx<'_>, n: &Node, p: &str| {
+        let v = size(cx, n, p)?;
+        if v == 0 {
+            cx.error(n, p, "must be more than 0 (0 would refuse every event)");
+            return None;
+        }
+        Some(v)
+    };
+    if let Some(v) = f.opt(cx, "max_bytes", positive_size) {
         out.max_bytes = v;
     }
     out

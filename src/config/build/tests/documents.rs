@@ -510,6 +510,7 @@ routes:
   - { name: e, match: { x: { gte: 3, lte: 3 } }, targets: [t] }
   - { name: f, match: { x: { gt: 3, lte: 3 } }, targets: [t] }
   - { name: g, match: { x: { in: [] } }, targets: [t] }
+  - { name: h, match: { x: { not: [] } }, targets: [t] }
 ";
     let Loaded { warnings, .. } = loaded(yaml);
     let got: Vec<(&str, &str)> = warnings
@@ -538,4 +539,17 @@ routes:
             ("routes[6].match.x.in", "an empty list never matches"),
         ]
     );
+}
+
+#[test]
+fn a_zero_max_bytes_is_an_error() {
+    let yaml = "version: 1
+sources: [{ name: s, path: /in, verify: { scheme: none } }]
+queue: { max_bytes: 0 }
+";
+    let none = |_: &str| None;
+    let err = load_with(yaml, false, &none).unwrap_err();
+    let d = err.errors().next().unwrap();
+    assert_eq!(d.key_path, "queue.max_bytes");
+    assert!(d.message.contains("more than 0"), "{}", d.message);
 }
