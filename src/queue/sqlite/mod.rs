@@ -11,6 +11,7 @@
 //! of each operation; [`writer`] is the thread and its batching.
 
 mod admin_ops;
+mod command;
 mod ops;
 mod reader;
 mod schema;
