@@ -6,6 +6,7 @@
 //! [`Ctx`]; if any is an error the result is a [`ConfigError`] holding all of
 //! them (warnings included).
 
+mod contradictions;
 mod ctx;
 mod retry;
 mod routes;
