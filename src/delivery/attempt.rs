@@ -159,14 +159,40 @@ async fn complete(ctx: &WorkerContext, claim: &Claim, attempt: AttemptRecord, ne
         attempt,
         next,
     };
-    if let Err(e) = ctx.store.complete(completion).await {
-        // The delivery stays in_flight in the store and is attempted again
-        // after a restart: at-least-once, never lost.
-        tracing::error!(
-            target = %claim.target,
-            delivery_id = %claim.delivery_id,
-            error = %e,
-            "cannot record a delivery outcome"
-        );
+    // A store that cannot be written right now (disk full, I/O error) may
+    // recover: keep trying for a while, so the delivery does not sit
+    // `in_flight` until the next restart. The lease makes a late retry safe.
+    let mut pause = COMPLETE_RETRY_FIRST;
+    for tries in 1.. {
+        match ctx.store.complete(completion.clone()).await {
+            Ok(_) => return,
+            Err(e) if pause <= COMPLETE_RETRY_LAST => {
+                tracing::warn!(
+                    target = %claim.target,
+                    delivery_id = %claim.delivery_id,
+                    error = %e,
+                    tries,
+                    "cannot record a delivery outcome yet; trying again"
+                );
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+            Err(e) => {
+                // It stays in_flight and is attempted again after a restart:
+                // at-least-once, never lost.
+                tracing::error!(
+                    target = %claim.target,
+                    delivery_id = %claim.delivery_id,
+                    error = %e,
+                    "cannot record a delivery outcome; it will be retried after a restart"
+                );
+                return;
+            }
+        }
     }
 }
+
+/// Retrying a failed completion: 100 ms, doubling, the last wait 25.6 s
+/// (about 51 s in all).
+const COMPLETE_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const COMPLETE_RETRY_LAST: std::time::Duration = std::time::Duration::from_millis(25_600);

@@ -270,3 +270,41 @@ async fn an_unwritable_queue_answers_503_and_readyz_fails() {
     .await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_outcome_that_cannot_be_recorded_yet_is_recorded_when_the_queue_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.always(crate::common::sink::Answer::status(200).with_delay(Duration::from_millis(300)));
+    let gw = Gateway::start(dir.path(), &config(dir.path(), &sink.url("/"), "")).await;
+    let v: serde_json::Value = post_signed(
+        &gw.url("/webhooks/outrival"),
+        &event("status-changed", "VOICE", "ended", "late"),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    let id = v["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    // The attempt is in flight; the queue becomes unwritable before it ends.
+    let wal = dir.path().join("queue.db-wal");
+    if !set_immutable(&wal, true) {
+        eprintln!("skipped: chattr +i is not supported on this filesystem");
+        gw.stop().await;
+        return;
+    }
+    eventually(
+        Duration::from_secs(5),
+        "the attempt reached the sink",
+        || async { sink.count() == 1 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    set_immutable(&wal, false);
+    eventually(Duration::from_secs(10), "the outcome recorded", || async {
+        gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "delivered"
+    })
+    .await;
+    assert_eq!(sink.count(), 1, "recorded, not sent again");
+    gw.stop().await;
+}
