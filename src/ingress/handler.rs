@@ -178,7 +178,17 @@ where
         body,
         deliveries,
     };
-    let stored = new_event.deliveries.clone();
+    // What the 202 names: each delivery's id and its target (borrowed from
+    // the config, so the stored records need not be copied).
+    let accepted: Vec<AcceptedDelivery<'_>> = decision
+        .deliveries
+        .iter()
+        .zip(&new_event.deliveries)
+        .map(|(planned, stored)| AcceptedDelivery {
+            target: &config.target(planned.target).name,
+            id: stored.id,
+        })
+        .collect();
     let enqueued = state.store.enqueue(new_event).await.map_err(|e| {
         tracing::error!(source = %source.name, error = %e, "could not store an event; answered 503");
         match e {
@@ -217,19 +227,13 @@ where
     for route in &routes {
         metrics::event_routed(route);
     }
-    if decision.matched.is_empty() && !stored.is_empty() {
+    if decision.matched.is_empty() && !accepted.is_empty() {
         metrics::event_routed(UNMATCHED_ROUTE);
     }
     let body = Accepted {
         id: event_id,
         routes,
-        deliveries: stored
-            .iter()
-            .map(|d| AcceptedDelivery {
-                target: &d.target,
-                id: d.id,
-            })
-            .collect(),
+        deliveries: accepted,
     };
     let response = warp::reply::with_status(warp::reply::json(&body), http::StatusCode::ACCEPTED)
         .into_response();

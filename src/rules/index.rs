@@ -64,7 +64,7 @@ impl RouteIndex {
         out.extend_from_slice(&self.always);
         let mut sources = 1;
         for (key, path) in ANCHORS.iter().enumerate() {
-            if let Some(Value::String(s)) = super::lookup_str_path(event, path)
+            if let Some(Value::String(s)) = super::lookup(event, path)
                 && let Some(routes) = self.by_value[key].get(s.as_str())
             {
                 out.extend_from_slice(routes);

@@ -34,9 +34,10 @@ pub fn field_holds(field: &FieldMatch, event: &Value) -> bool {
 }
 
 /// Follow a dotted path: object keys by name, array elements by index.
-pub fn lookup<'v>(root: &'v Value, path: &[String]) -> Option<&'v Value> {
+pub fn lookup<'v, S: AsRef<str>>(root: &'v Value, path: &[S]) -> Option<&'v Value> {
     let mut current = root;
     for segment in path {
+        let segment = segment.as_ref();
         current = match current {
             Value::Object(map) => map.get(segment)?,
             Value::Array(items) => items.get(segment.parse::<usize>().ok()?)?,

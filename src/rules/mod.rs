@@ -115,14 +115,5 @@ fn add_delivery(
     decision.deliveries.push(PlannedDelivery { target, route });
 }
 
-/// [`lookup`] for a static path.
-fn lookup_str_path<'v>(root: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    let mut current = root;
-    for segment in path {
-        current = current.as_object()?.get(*segment)?;
-    }
-    Some(current)
-}
-
 #[cfg(test)]
 mod tests;

@@ -141,18 +141,15 @@ fn transport_failure(e: &reqwest::Error, started: Instant) -> Failure {
 /// The innermost error's message: "Connection refused (os error 111)", never
 /// the URL that reqwest's own Display includes.
 fn root_cause(e: &reqwest::Error) -> String {
-    let mut source: &dyn std::error::Error = e;
-    while let Some(next) = source.source() {
-        source = next;
-    }
-    if std::ptr::eq(
-        source as *const dyn std::error::Error as *const u8,
-        e as *const reqwest::Error as *const u8,
-    ) {
-        // No inner cause: describe the kind only.
+    use std::error::Error;
+    // reqwest's own message names the URL; with no inner cause, say little.
+    let Some(mut cause) = e.source() else {
         return "transport error".to_owned();
+    };
+    while let Some(next) = cause.source() {
+        cause = next;
     }
-    source.to_string()
+    cause.to_string()
 }
 
 /// The first [`RESPONSE_EXCERPT_BYTES`] of a response body, lossily decoded.
