@@ -177,6 +177,16 @@ impl Gateway {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// Wait (up to 5 s) until delivery `id` reads `field: value` in the admin API.
+    pub async fn delivery_reaches(&self, id: &str, field: &str, value: &str) {
+        let path = format!("/admin/deliveries/{id}");
+        let what = format!("delivery {id}: {field} = {value}");
+        eventually(Duration::from_secs(5), &what, || async {
+            self.admin_get(&path).await.1[field] == value
+        })
+        .await;
+    }
+
     /// Graceful shutdown; waits for `run` to return.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {

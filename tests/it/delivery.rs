@@ -305,10 +305,7 @@ async fn a_template_that_renders_bad_json_dead_letters_that_delivery() {
     .await;
     let v = accept(&gw, &event("status-changed", "VOICE", "ended", "not-json")).await;
     let id = v["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(5), "dead-lettered", || async {
-        gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "dead"
-    })
-    .await;
+    gw.delivery_reaches(&id, "state", "dead").await;
     let (_, d) = gw.admin_get(&format!("/admin/deliveries/{id}")).await;
     assert_eq!(d["dead_reason"], "render_error");
     assert!(

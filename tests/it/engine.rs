@@ -38,6 +38,13 @@ async fn accept(gw: &Gateway) -> (String, String) {
     )
 }
 
+/// A gateway on a [`ManualClock`] reading [`T0`].
+async fn on_clock(dir: &std::path::Path, yaml: &str) -> (Gateway, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new(T0));
+    let gw = Gateway::start_with(dir, yaml, clock.clone(), "127.0.0.1:0").await;
+    (gw, clock)
+}
+
 /// Wait (up to 5 s) until the sink has had `n` requests.
 async fn sink_reaches(sink: &Sink, n: usize, what: &str) {
     eventually(Duration::from_secs(5), what, || async { sink.count() == n }).await;
@@ -54,13 +61,12 @@ async fn an_hours_long_schedule_runs_on_the_clock() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.script([Answer::status(503), Answer::status(502)]);
-    let clock = Arc::new(ManualClock::new(T0));
     let yaml = one_target(
         dir.path(),
         &sink.url("/"),
         "    retry: { schedule: [5m, 2h], jitter: false }\n",
     );
-    let gw = Gateway::start_with(dir.path(), &yaml, clock.clone(), "127.0.0.1:0").await;
+    let (gw, clock) = on_clock(dir.path(), &yaml).await;
     let (_, delivery) = accept(&gw).await;
 
     sink_reaches(&sink, 1, "attempt 1").await;
@@ -80,13 +86,7 @@ async fn an_hours_long_schedule_runs_on_the_clock() {
     clock.advance(Duration::from_secs(3600));
     sink_reaches(&sink, 3, "attempt 3 after 2 hours").await;
 
-    eventually(Duration::from_secs(5), "delivered", || async {
-        gw.admin_get(&format!("/admin/deliveries/{delivery}"))
-            .await
-            .1["state"]
-            == "delivered"
-    })
-    .await;
+    gw.delivery_reaches(&delivery, "state", "delivered").await;
     let (_, d) = gw.admin_get(&format!("/admin/deliveries/{delivery}")).await;
     let statuses: Vec<_> = d["attempts"]
         .as_array()
@@ -112,13 +112,12 @@ async fn retry_after_longer_than_the_backoff_is_honoured_and_capped() {
         Answer::status(429).with_header("retry-after", "600"),
         Answer::status(503).with_header("retry-after", "86400"),
     ]);
-    let clock = Arc::new(ManualClock::new(T0));
     let yaml = one_target(
         dir.path(),
         &sink.url("/"),
         "    retry: { schedule: [1s, 1h, 1h], jitter: false }\n",
     );
-    let gw = Gateway::start_with(dir.path(), &yaml, clock.clone(), "127.0.0.1:0").await;
+    let (gw, clock) = on_clock(dir.path(), &yaml).await;
     let (_, delivery) = accept(&gw).await;
     sink_reaches(&sink, 1, "attempt 1").await;
     clock.advance(Duration::from_secs(1));
@@ -283,17 +282,10 @@ async fn dead_letters_can_be_inspected_replayed_and_purged() {
 async fn only_dead_or_delivered_deliveries_replay() {
     let dir = tempfile::tempdir().unwrap();
     let down = format!("http://127.0.0.1:{}/", common::free_port());
-    let clock = Arc::new(ManualClock::new(T0));
     let yaml = one_target(dir.path(), &down, "    retry: { schedule: [1h] }\n");
-    let gw = Gateway::start_with(dir.path(), &yaml, clock, "127.0.0.1:0").await;
+    let (gw, _clock) = on_clock(dir.path(), &yaml).await;
     let (_, delivery) = accept(&gw).await;
-    eventually(Duration::from_secs(5), "retrying", || async {
-        gw.admin_get(&format!("/admin/deliveries/{delivery}"))
-            .await
-            .1["state"]
-            == "retrying"
-    })
-    .await;
+    gw.delivery_reaches(&delivery, "state", "retrying").await;
     let (s, v) = gw
         .admin_send(
             Method::POST,
@@ -382,13 +374,7 @@ async fn removed_targets_are_dead_lettered_and_disabled_ones_wait() {
     let with_crm = one_target(dir.path(), &sink.url("/"), retry);
     let gw = Gateway::start_with(dir.path(), &with_crm, clock.clone(), "127.0.0.1:0").await;
     let (_, delivery) = accept(&gw).await;
-    eventually(Duration::from_secs(5), "retrying", || async {
-        gw.admin_get(&format!("/admin/deliveries/{delivery}"))
-            .await
-            .1["state"]
-            == "retrying"
-    })
-    .await;
+    gw.delivery_reaches(&delivery, "state", "retrying").await;
     gw.stop().await;
 
     // Restart with crm disabled: its delivery waits, untouched, even when due.
@@ -406,13 +392,8 @@ async fn removed_targets_are_dead_lettered_and_disabled_ones_wait() {
         .replace("  crm:\n    kind: http\n", "  crm2:\n    kind: http\n")
         .replace("targets: [crm]", "targets: [crm2]");
     let gw = Gateway::start_with(dir.path(), &without, clock.clone(), "127.0.0.1:0").await;
-    eventually(Duration::from_secs(5), "target_removed", || async {
-        gw.admin_get(&format!("/admin/deliveries/{delivery}"))
-            .await
-            .1["dead_reason"]
-            == "target_removed"
-    })
-    .await;
+    gw.delivery_reaches(&delivery, "dead_reason", "target_removed")
+        .await;
     gw.stop().await;
 
     // crm is back: replay delivers it.
@@ -424,17 +405,7 @@ async fn removed_targets_are_dead_lettered_and_disabled_ones_wait() {
         )
         .await;
     assert_eq!(s, 200);
-    eventually(
-        Duration::from_secs(5),
-        "delivered after the target came back",
-        || async {
-            gw.admin_get(&format!("/admin/deliveries/{delivery}"))
-                .await
-                .1["state"]
-                == "delivered"
-        },
-    )
-    .await;
+    gw.delivery_reaches(&delivery, "state", "delivered").await;
     gw.stop().await;
 }
 
@@ -455,13 +426,10 @@ async fn the_circuit_opens_waits_without_spending_attempts_and_probes_once() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.always(Answer::status(503));
-    let clock = Arc::new(ManualClock::new(T0));
     let extra = "    concurrency: 1\n    retry: { schedule: [1s], max_attempts: 100, jitter: false }\n    circuit_breaker: { failures: 3, cooldown: 30s }\n";
-    let gw = Gateway::start_with(
+    let (gw, clock) = on_clock(
         dir.path(),
         &one_target(dir.path(), &sink.url("/"), extra).replace("crm", "breaker"),
-        clock.clone(),
-        "127.0.0.1:0",
     )
     .await;
     let mut ids = Vec::new();
@@ -487,10 +455,7 @@ async fn the_circuit_opens_waits_without_spending_attempts_and_probes_once() {
     // 3 failures + 1 failed probe + 5 deliveries (the good probe among them).
     sink_reaches(&sink, 9, "all five delivered").await;
     for id in &ids {
-        eventually(Duration::from_secs(5), "recorded as delivered", || async {
-            gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "delivered"
-        })
-        .await;
+        gw.delivery_reaches(id, "state", "delivered").await;
     }
     assert_eq!(circuit_gauge(&gw).await.as_deref(), Some("0"));
     gw.stop().await;
@@ -501,15 +466,8 @@ async fn a_429_with_retry_after_pauses_the_whole_target() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.script([Answer::status(429).with_header("retry-after", "60")]);
-    let clock = Arc::new(ManualClock::new(T0));
     let extra = "    concurrency: 1\n    retry: { schedule: [1s, 5m], jitter: false }\n";
-    let gw = Gateway::start_with(
-        dir.path(),
-        &one_target(dir.path(), &sink.url("/"), extra),
-        clock.clone(),
-        "127.0.0.1:0",
-    )
-    .await;
+    let (gw, clock) = on_clock(dir.path(), &one_target(dir.path(), &sink.url("/"), extra)).await;
     accept(&gw).await;
     sink_reaches(&sink, 1, "the 429").await;
     accept(&gw).await;

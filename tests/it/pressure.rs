@@ -182,13 +182,7 @@ async fn delivered_records_are_pruned_after_retention_and_dead_letters_stay() {
             .unwrap();
     let ok_id = ok["deliveries"][0]["id"].as_str().unwrap().to_owned();
     let dead_id = dead["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(5), "dead", || async {
-        gw.admin_get(&format!("/admin/deliveries/{dead_id}"))
-            .await
-            .1["state"]
-            == "dead"
-    })
-    .await;
+    gw.delivery_reaches(&dead_id, "state", "dead").await;
     clock.advance(Duration::from_secs(30 * 60));
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(
