@@ -240,34 +240,31 @@ async fn send_posts_a_signed_body_and_reports_the_answer() {
 async fn secrets_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
     let down_port = common::free_port(); // connection errors get logged
-    let yaml = format!(
-        r#"version: 1
-server:
-  listen: 127.0.0.1:{{PORT}}
-admin:
-  listen: 127.0.0.1:{{ADMIN_PORT}}
-  token: admin-token-do-not-log
-queue:
-  path: ./data/queue.db
-sources:
-  - name: outrival
-    path: /webhooks/outrival
-    verify:
-      scheme: outrival
-      secrets: ["{SECRET}", "sh0rt-s3c"]
-targets:
-  crm:
-    kind: http
-    url: http://user:url-password-do-not-log@127.0.0.1:{down_port}/hooks?key=query-key-do-not-log
-    secret: target-secret-do-not-log
-    headers: {{ authorization: "Bearer header-token-do-not-log" }}
-    retry: {{ schedule: [100ms, 100ms] }}
-routes:
-  - name: all
-    match: {{}}
-    targets: [crm]
-"#
-    );
+    // The shared config, with a secret in every place section 10 names.
+    let yaml = config(down_port)
+        .replace(
+            "  listen: 127.0.0.1:{ADMIN_PORT}\n",
+            "  listen: 127.0.0.1:{ADMIN_PORT}\n  token: admin-token-do-not-log\n",
+        )
+        .replace(&format!("[\"{SECRET}\"]"), &format!("[\"{SECRET}\", \"sh0rt-s3c\"]"))
+        .replace(
+            &format!("url: http://127.0.0.1:{down_port}/hooks"),
+            &format!("url: http://user:url-password-do-not-log@127.0.0.1:{down_port}/hooks?key=query-key-do-not-log"),
+        )
+        .replace(
+            &format!("    secret: {TARGET_SECRET}\n"),
+            "    secret: target-secret-do-not-log\n    headers: { authorization: \"Bearer header-token-do-not-log\" }\n",
+        )
+        .replace("schedule: [200ms], max_attempts: 1000", "schedule: [100ms, 100ms]");
+    for secret in [
+        "admin-token-do-not-log",
+        "sh0rt-s3c",
+        "url-password-do-not-log",
+        "target-secret-do-not-log",
+        "header-token-do-not-log",
+    ] {
+        assert!(yaml.contains(secret), "{secret} is in the test config");
+    }
     let mut gw = Process::serve(dir.path(), &yaml);
     gw.wait_ready().await;
     let body = event("status-changed", "VOICE", "ended", "c");
