@@ -117,3 +117,69 @@ fn an_abandoned_claim_is_released() {
         .unwrap();
     assert_eq!(state, "pending");
 }
+
+fn keyed(targets: &[&str]) -> NewEvent {
+    let mut e = ev(targets);
+    e.dedupe = Some(crate::queue::DedupeKey {
+        key: [7; 32],
+        expires_at_ms: 1_000,
+    });
+    e
+}
+
+/// Run `events` as one batch (one transaction) and collect every answer.
+fn enqueue_batch(
+    conn: &mut Connection,
+    shared: &Shared,
+    events: &[NewEvent],
+) -> Vec<Result<crate::queue::Enqueued, crate::queue::StoreError>> {
+    let mut answers = Vec::new();
+    let batch = events
+        .iter()
+        .map(|e| {
+            let (tx, rx) = oneshot::channel();
+            answers.push(rx);
+            Op::Enqueue(e.clone(), tx)
+        })
+        .collect();
+    assert!(run_batch(conn, batch, shared).is_empty());
+    answers
+        .into_iter()
+        .map(|mut rx| rx.try_recv().expect("answered once the batch committed"))
+        .collect()
+}
+
+/// A duplicate that arrives while its original is in the same, uncommitted
+/// batch is told "duplicate" only with that batch's commit; if the original
+/// itself fails, its key goes with it and the copy is stored as a new event.
+#[test]
+fn a_duplicate_in_its_originals_batch_follows_the_originals_fate() {
+    use crate::queue::Enqueued;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let shared = Shared {
+        signal: WorkSignal::default(),
+        stats: Default::default(),
+        backlog: Default::default(),
+    };
+    let (first, copy) = (keyed(&["a"]), keyed(&["a"]));
+    let answers = enqueue_batch(&mut conn, &shared, &[first.clone(), copy]);
+    assert!(matches!(answers[0], Ok(Enqueued::Stored)), "{answers:?}");
+    assert!(
+        matches!(answers[1], Ok(Enqueued::Duplicate(id)) if id == first.id),
+        "{answers:?}"
+    );
+
+    // Another key whose first copy fails (a target listed twice breaks a
+    // UNIQUE constraint): the second copy is new, not a duplicate of nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let (broken, copy) = (keyed(&["a", "a"]), keyed(&["a"]));
+    let answers = enqueue_batch(&mut conn, &shared, &[broken, copy.clone()]);
+    assert!(answers[0].is_err(), "{answers:?}");
+    assert!(matches!(answers[1], Ok(Enqueued::Stored)), "{answers:?}");
+    let owner: String = conn
+        .query_row("SELECT event_id FROM dedupe", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(owner, copy.id.to_string());
+}
