@@ -1,7 +1,7 @@
 //! The live configuration: one immutable [`Snapshot`] swapped atomically.
 //!
 //! A snapshot pairs a validated [`Config`] with the [`RoutePlan`] compiled from
-//! it. Ingress and delivery `load()` the current one per request or attempt and
+//! it and the [`FieldSet`] of payload paths its routes read. Ingress and delivery `load()` the current one per request or attempt and
 //! keep using it until they finish, so a reload never changes the config under
 //! a request in flight. Only reload writes it.
 
@@ -10,12 +10,15 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::Config;
+use crate::event::FieldSet;
 use crate::rules::RoutePlan;
 
 #[derive(Debug)]
 pub struct Snapshot {
     pub config: Config,
     pub plan: RoutePlan,
+    /// What ingress parses of an event: the fields the routes and the schema read.
+    pub fields: FieldSet,
     /// Unix milliseconds when this config was loaded.
     pub loaded_at_ms: i64,
 }
@@ -23,9 +26,11 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(config: Config, loaded_at_ms: i64) -> Self {
         let plan = RoutePlan::compile(&config);
+        let fields = FieldSet::for_routes(&config.routes);
         Snapshot {
             config,
             plan,
+            fields,
             loaded_at_ms,
         }
     }

@@ -136,10 +136,11 @@ where
 
     crate::verify::verify(&source.verify, &inbound.headers, &body)?;
 
-    let event = decode(&body, source.schema, source.strict).map_err(|e| match e {
-        DecodeError::InvalidJson(m) => IngressError::InvalidJson(m),
-        DecodeError::InvalidEvent(m) => IngressError::InvalidEvent(m),
-    })?;
+    let event =
+        decode(&body, source.schema, source.strict, &snapshot.fields).map_err(|e| match e {
+            DecodeError::InvalidJson(m) => IngressError::InvalidJson(m),
+            DecodeError::InvalidEvent(m) => IngressError::InvalidEvent(m),
+        })?;
     let outcome = if event.schema_issues.is_empty() {
         RequestOutcome::Accepted
     } else {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{Condition, Config, Source, TargetKind, redacted_url};
-use crate::event::{DecodeError, decode};
+use crate::event::{DecodeError, FieldSet, decode};
 use crate::rules::{RoutePlan, UNMATCHED_ROUTE, first_failing, route_linear};
 use crate::targets::{Attempt, render};
 
@@ -119,9 +119,14 @@ pub fn preview(
             .ok_or_else(|| PreviewError::UnknownSource(name.to_owned()))?,
         None => config.sources.first().ok_or(PreviewError::NoSource)?,
     };
-    let event = decode(body, source.schema, source.strict).map_err(|e| match e {
-        DecodeError::InvalidJson(m) | DecodeError::InvalidEvent(m) => PreviewError::InvalidEvent(m),
-    })?;
+    // The whole event: templates may read any of it.
+    let event = decode(body, source.schema, source.strict, &FieldSet::everything()).map_err(
+        |e| match e {
+            DecodeError::InvalidJson(m) | DecodeError::InvalidEvent(m) => {
+                PreviewError::InvalidEvent(m)
+            }
+        },
+    )?;
     let plan = RoutePlan::compile(config);
     let decision = plan.route(config, &event.value);
     debug_assert_eq!(decision, route_linear(config, &event.value));

@@ -7,7 +7,8 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 
 use super::{RoutePlan, route_linear};
-use crate::config::{Config, LoadOptions, load_bytes};
+use crate::config::{Config, LoadOptions, Schema, load_bytes};
+use crate::event::{FieldSet, decode};
 
 fn load(yaml: &str) -> Config {
     let none = |_: &str| None;
@@ -142,6 +143,20 @@ proptest! {
         let plan = RoutePlan::compile(&config);
         for e in &events {
             prop_assert_eq!(plan.route(&config, e), route_linear(&config, e), "event {}", e);
+        }
+    }
+
+    /// Ingress parses only the fields the routes read; routing on that must
+    /// decide exactly what routing on the whole event decides.
+    #[test]
+    fn routing_on_the_fields_it_reads_decides_as_on_the_whole_event(yaml in config_yaml(), events in prop::collection::vec(event(), 8)) {
+        let config = load(&yaml);
+        let plan = RoutePlan::compile(&config);
+        let fields = FieldSet::for_routes(&config.routes);
+        for e in &events {
+            let body = e.to_string();
+            let pruned = decode(body.as_bytes(), Schema::Json, false, &fields).unwrap().value;
+            prop_assert_eq!(plan.route(&config, &pruned), route_linear(&config, e), "event {}", e);
         }
     }
 }

@@ -4,10 +4,16 @@
 //! An authentic event is never thrown away for its shape: schema problems are
 //! returned as warnings unless the source is `strict`. Unknown extra fields are
 //! kept (the stored body is the raw bytes, always).
+//!
+//! Only the parts that routing and the schema read are built into the parsed
+//! value ([`fields`]); the rest is checked and skipped.
+
+mod fields;
 
 use serde_json::Value;
 
 use crate::config::Schema;
+pub use fields::FieldSet;
 
 /// JSON nesting deeper than this is refused (the top-level object is depth 1).
 pub const MAX_DEPTH: usize = 128;
@@ -15,6 +21,22 @@ pub const MAX_DEPTH: usize = 128;
 const EVENTS: &[&str] = &["status-changed", "conversation-updated", "function-call"];
 const TYPES: &[&str] = &["VOICE", "TEXT", "SMS"];
 const STATUSES: &[&str] = &["queued", "ringing", "in-progress", "forwarding", "ended"];
+
+/// The section 1 fields [`outrival_issues`] reads whole.
+const SCHEMA_FIELDS: &[&[&str]] = &[
+    &["event"],
+    &["type"],
+    &["companionId"],
+    &["data", "status"],
+    &["data", "startedAt"],
+    &["data", "endedAt"],
+    &["data", "endedReason"],
+    &["data", "phoneNumber"],
+];
+
+/// The fields whose kind (and whose elements' kinds) it checks, not their
+/// contents: every `data.messages` entry must be an object.
+const SCHEMA_SHAPES: &[&[&str]] = &[&["data", "messages"]];
 
 #[derive(Debug, PartialEq)]
 pub enum DecodeError {
@@ -32,9 +54,24 @@ pub struct DecodedEvent {
     pub schema_issues: Vec<String>,
 }
 
-pub fn decode(body: &[u8], schema: Schema, strict: bool) -> Result<DecodedEvent, DecodeError> {
+/// Decode `body`, building into the value the paths of `fields` (routing
+/// reads nothing else) and checking the rest.
+pub fn decode(
+    body: &[u8],
+    schema: Schema,
+    strict: bool,
+    fields: &FieldSet,
+) -> Result<DecodedEvent, DecodeError> {
     check_depth(body)?;
-    let value = parse_json(body)
+    // Checked here for the whole body, because serde_json checks UTF-8 only
+    // in the strings it builds, not in those it skips.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        DecodeError::InvalidJson(format!(
+            "the body is not valid JSON: invalid UTF-8 at byte {}",
+            e.valid_up_to()
+        ))
+    })?;
+    let value = parse_json(text, fields)
         .map_err(|e| DecodeError::InvalidJson(format!("the body is not valid JSON: {e}")))?;
     if !value.is_object() {
         return Err(DecodeError::InvalidJson(
@@ -56,11 +93,10 @@ pub fn decode(body: &[u8], schema: Schema, strict: bool) -> Result<DecodedEvent,
 
 /// Parse after [`check_depth`] has bounded the nesting. serde_json's own limit
 /// (127 levels) is lifted so that exactly [`MAX_DEPTH`] levels are accepted.
-fn parse_json(body: &[u8]) -> Result<Value, serde_json::Error> {
-    use serde::Deserialize;
-    let mut de = serde_json::Deserializer::from_slice(body);
+fn parse_json(body: &str, fields: &FieldSet) -> Result<Value, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(body);
     de.disable_recursion_limit();
-    let value = Value::deserialize(&mut de)?;
+    let value = fields.parse(&mut de)?;
     de.end()?;
     Ok(value)
 }
@@ -171,7 +207,13 @@ mod tests {
 
     #[test]
     fn a_well_formed_event_has_no_issues() {
-        let e = decode(GOOD.as_bytes(), Schema::Outrival, true).unwrap();
+        let e = decode(
+            GOOD.as_bytes(),
+            Schema::Outrival,
+            true,
+            &FieldSet::everything(),
+        )
+        .unwrap();
         assert!(e.schema_issues.is_empty());
         assert_eq!(e.value["more"], true);
     }
@@ -180,7 +222,7 @@ mod tests {
     fn lenient_sources_keep_odd_events_with_warnings() {
         let body =
             br#"{"event":"new-event","type":"VOICE","companionId":7,"data":{"messages":[]}}"#;
-        let e = decode(body, Schema::Outrival, false).unwrap();
+        let e = decode(body, Schema::Outrival, false, &FieldSet::for_routes(&[])).unwrap();
         assert_eq!(
             e.schema_issues,
             vec![
@@ -192,19 +234,28 @@ mod tests {
     }
 
     #[test]
+    fn every_message_must_be_an_object_though_none_is_parsed_in_full() {
+        let body = br#"{"event":"status-changed","type":"VOICE","companionId":"c","data":{"messages":[{"role":"bot","text":"hi"},"hi"],"startedAt":"t"}}"#;
+        let e = decode(body, Schema::Outrival, false, &FieldSet::for_routes(&[])).unwrap();
+        assert_eq!(e.schema_issues, vec!["data.messages[1] must be an object"]);
+    }
+
+    #[test]
     fn strict_sources_refuse_naming_the_field() {
         let body = br#"{"event":"status-changed","type":"VOICE","companionId":"c","data":{"messages":[]}}"#;
         assert_eq!(
-            decode(body, Schema::Outrival, true).unwrap_err(),
+            decode(body, Schema::Outrival, true, &FieldSet::for_routes(&[])).unwrap_err(),
             DecodeError::InvalidEvent("data.startedAt is required".into())
         );
     }
 
     #[test]
     fn non_objects_and_broken_json_are_invalid_json() {
-        for body in [&b"[1]"[..], b"\"s\"", b"{", b"", b"nul"] {
+        // Invalid UTF-8 in a string no rule reads is refused all the same.
+        let skipped_bad_utf8 = &b"{\"data\":{\"messages\":[{\"text\":\"\xff\"}]}}"[..];
+        for body in [&b"[1]"[..], b"\"s\"", b"{", b"", b"nul", skipped_bad_utf8] {
             assert!(matches!(
-                decode(body, Schema::Json, false),
+                decode(body, Schema::Json, false, &FieldSet::for_routes(&[])),
                 Err(DecodeError::InvalidJson(_))
             ));
         }
@@ -223,13 +274,29 @@ mod tests {
             }
             s
         };
-        assert!(decode(nested(128).as_bytes(), Schema::Json, false).is_ok());
+        assert!(
+            decode(
+                nested(128).as_bytes(),
+                Schema::Json,
+                false,
+                &FieldSet::for_routes(&[])
+            )
+            .is_ok()
+        );
         assert!(matches!(
-            decode(nested(129).as_bytes(), Schema::Json, false),
+            decode(nested(129).as_bytes(), Schema::Json, false, &FieldSet::for_routes(&[])),
             Err(DecodeError::InvalidJson(m)) if m.contains("128")
         ));
         // Brackets inside strings do not count.
         let s = format!("{{\"a\":\"{}\"}}", "[".repeat(500));
-        assert!(decode(s.as_bytes(), Schema::Json, false).is_ok());
+        assert!(
+            decode(
+                s.as_bytes(),
+                Schema::Json,
+                false,
+                &FieldSet::for_routes(&[])
+            )
+            .is_ok()
+        );
     }
 }
