@@ -17,6 +17,7 @@ pub const QUEUE_COMMITS_TOTAL: &str = "hookgate_queue_commits_total";
 pub const QUEUE_EVENTS_COMMITTED_TOTAL: &str = "hookgate_queue_events_committed_total";
 pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
+pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
 
 /// Seconds: from a fast local receiver to the longest sensible timeout.
 const DURATION_BUCKETS: &[f64] = &[
@@ -123,4 +124,10 @@ pub fn queue_commit(events: u64) {
 pub fn queue_backlog(deliveries: u64, bytes: u64) {
     metrics::gauge!(QUEUE_BACKLOG_DELIVERIES).set(deliveries as f64);
     metrics::gauge!(QUEUE_BACKLOG_BYTES).set(bytes as f64);
+}
+
+/// How many of `target`'s deliveries are in `state` (all five states, so
+/// dead letters can be alerted on and delivered ones seen until pruned).
+pub fn queue_depth(target: &str, state: &'static str, n: u64) {
+    metrics::gauge!(QUEUE_DEPTH, "target" => target.to_owned(), "state" => state).set(n as f64);
 }

@@ -177,6 +177,25 @@ impl Gateway {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// `/metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one series in `/metrics` (`name{labels}` exactly as
+    /// rendered), if it is there.
+    pub async fn metric(&self, series: &str) -> Option<String> {
+        self.metrics_text()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ').map(str::to_owned))
+    }
+
     /// Wait (up to 5 s) until delivery `id` reads `field: value` in the admin API.
     pub async fn delivery_reaches(&self, id: &str, field: &str, value: &str) {
         let path = format!("/admin/deliveries/{id}");

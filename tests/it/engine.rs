@@ -410,15 +410,7 @@ async fn removed_targets_are_dead_lettered_and_disabled_ones_wait() {
 }
 
 async fn circuit_gauge(gw: &Gateway) -> Option<String> {
-    let text = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find(|l| l.starts_with("hookgate_circuit_open{target=\"breaker\"}"))
-        .map(|l| l.rsplit(' ').next().unwrap_or("").to_owned())
+    gw.metric("hookgate_circuit_open{target=\"breaker\"}").await
 }
 
 #[tokio::test]

@@ -158,12 +158,7 @@ async fn lenient_source_stores_odd_events_and_counts_a_schema_warning() {
     let body = r#"{"event":"brand-new-event","type":"VOICE","companionId":"c","data":{"messages":[]},"extra":{"kept":true}}"#;
     let (s, v) = json(post_signed(&gw.url("/webhooks/outrival"), body).await).await;
     assert_eq!(s, 202, "{v}");
-    let metrics = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(
         metrics
             .lines()

@@ -65,12 +65,7 @@ async fn a_repeated_event_is_accepted_once() {
         sink.count() == 2
     })
     .await;
-    let metrics = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     assert!(metrics.contains("outcome=\"duplicate\""), "{metrics}");
     gw.stop().await;
 }
@@ -130,6 +125,77 @@ async fn a_full_queue_answers_503_and_acknowledges_nothing() {
     let (_, page) = gw.admin_get("/admin/deliveries").await;
     assert_eq!(page["deliveries"].as_array().unwrap().len(), 3);
     gw.stop().await;
+}
+
+/// `hookgate_queue_depth{target,state}` follows deliveries through their
+/// states (target names are this test's own: the registry is process-wide).
+#[tokio::test]
+async fn queue_depth_is_reported_per_target_and_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.always(crate::common::sink::Answer::status(400));
+    let yaml = common::config_yaml(
+        dir.path(),
+        &format!(
+            "targets:\n  depth-refused:\n    kind: http\n    url: {}\n  depth-down:\n    kind: http\n    url: http://127.0.0.1:{}/\n    retry: {{ schedule: [1h] }}\nroutes:\n  - name: all\n    match: {{}}\n    targets: [depth-refused, depth-down]\n",
+            sink.url("/hook"),
+            common::free_port()
+        ),
+    );
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    for i in 0..3 {
+        let body = event("status-changed", "VOICE", "ended", &format!("depth-{i}"));
+        assert_eq!(
+            post_signed(&gw.url("/webhooks/outrival"), &body)
+                .await
+                .status(),
+            202
+        );
+    }
+    let series = |target: &str, state: &str| {
+        format!("hookgate_queue_depth{{target=\"{target}\",state=\"{state}\"}}")
+    };
+    // One target refuses them (400, permanent: dead-lettered); the other is
+    // down (retried in an hour).
+    eventually(
+        Duration::from_secs(5),
+        "3 dead letters, 3 retrying",
+        || async {
+            gw.metric(&series("depth-refused", "dead")).await.as_deref() == Some("3")
+                && gw
+                    .metric(&series("depth-down", "retrying"))
+                    .await
+                    .as_deref()
+                    == Some("3")
+        },
+    )
+    .await;
+    assert_eq!(
+        gw.metric(&series("depth-refused", "pending"))
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    assert_eq!(
+        gw.metric(&series("depth-down", "in_flight"))
+            .await
+            .as_deref(),
+        Some("0")
+    );
+    // A purge takes them out of the count.
+    let (status, _) = gw
+        .admin_send(
+            reqwest::Method::DELETE,
+            "/admin/dead-letters?target=depth-refused",
+        )
+        .await;
+    assert_eq!(status, 200);
+    eventually(Duration::from_secs(5), "no dead letters", || async {
+        gw.metric(&series("depth-refused", "dead")).await.as_deref() == Some("0")
+    })
+    .await;
+    gw.stop().await;
+    sink.stop().await;
 }
 
 #[tokio::test]

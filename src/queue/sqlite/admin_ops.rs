@@ -7,6 +7,7 @@
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::depth::Moves;
 use super::ops::{delete_orphan_events, id_text, record_from_row};
 use crate::queue::{
     DeadReason, DeliveryId, DeliveryPage, DeliveryQuery, DeliveryState, ReplayResult,
@@ -86,6 +87,7 @@ pub(super) fn replay(
     conn: &Connection,
     id: DeliveryId,
     now_ms: i64,
+    moves: &mut Moves,
 ) -> rusqlite::Result<(ReplayResult, Option<(String, i64)>)> {
     let id = id_text(id);
     let found: Option<(String, String, i64)> = conn
@@ -102,6 +104,7 @@ pub(super) fn replay(
     }
     conn.prepare_cached(REPLAY_ONE)?
         .execute(params![id, now_ms])?;
+    moves.record(&target, Some(state), Some(DeliveryState::Pending));
     let record = conn
         .prepare_cached(
             "SELECT id, event_id, target, route, state, dead_reason, attempt_count,
@@ -129,6 +132,7 @@ pub(super) fn replay_dead_batch(
     target: Option<&str>,
     now_ms: i64,
     limit: usize,
+    moves: &mut Moves,
 ) -> rusqlite::Result<(u64, Vec<String>, i64)> {
     let mut stmt = conn.prepare_cached(
         "UPDATE deliveries
@@ -146,6 +150,9 @@ pub(super) fn replay_dead_batch(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let n = rows.len() as u64;
     let bytes = rows.iter().map(|(_, b)| b).sum();
+    for (t, _) in &rows {
+        moves.record(t, Some(DeliveryState::Dead), Some(DeliveryState::Pending));
+    }
     let mut distinct: Vec<String> = rows.into_iter().map(|(t, _)| t).collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -158,19 +165,25 @@ pub(super) fn purge_dead_batch(
     conn: &Connection,
     target: Option<&str>,
     limit: usize,
+    moves: &mut Moves,
 ) -> rusqlite::Result<u64> {
     let mut stmt = conn.prepare_cached(
         "DELETE FROM deliveries
           WHERE seq IN (SELECT seq FROM deliveries
                          WHERE state = 'dead' AND (?1 IS NULL OR target = ?1)
                          LIMIT ?2)
-      RETURNING event_id",
+      RETURNING event_id, target",
     )?;
-    let events = stmt
+    let rows = stmt
         .query_map(params![target, batch_limit(limit)], |r| {
-            r.get::<_, String>(0)
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (event, t) in rows {
+        moves.record(&t, Some(DeliveryState::Dead), None);
+        events.push(event);
+    }
     // Attempts go with their delivery (ON DELETE CASCADE); events only once
     // their last delivery is gone.
     delete_orphan_events(conn, &events)?;
@@ -185,24 +198,39 @@ pub(super) fn dead_letter_batch(
     reason: DeadReason,
     now_ms: i64,
     limit: usize,
+    moves: &mut Moves,
 ) -> rusqlite::Result<(u64, i64)> {
     let message = format!("target `{target}` is not in the config");
-    let mut stmt = conn.prepare_cached(
+    // Selected first, because RETURNING sees only the new state and the depth
+    // counts need the old one (pending or retrying).
+    let rows = conn
+        .prepare_cached(
+            "SELECT seq, state, body_len FROM deliveries
+              WHERE target = ?1 AND state IN ('pending', 'retrying')
+              LIMIT ?2",
+        )?
+        .query_map(params![target, batch_limit(limit)], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut update = conn.prepare_cached(
         "UPDATE deliveries
             SET state = 'dead', dead_reason = ?2, next_attempt_at = NULL,
                 last_error = ?3, updated_at = ?4
-          WHERE seq IN (SELECT seq FROM deliveries
-                         WHERE target = ?1 AND state IN ('pending', 'retrying')
-                         LIMIT ?5)
-      RETURNING body_len",
+          WHERE seq = ?1",
     )?;
-    let lens = stmt
-        .query_map(
-            params![target, reason.as_str(), message, now_ms, batch_limit(limit)],
-            |r| r.get::<_, i64>(0),
-        )?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok((lens.len() as u64, lens.iter().sum()))
+    let mut bytes = 0;
+    for (seq, state, body_len) in &rows {
+        update.execute(params![seq, reason.as_str(), message, now_ms])?;
+        let from = state.parse::<DeliveryState>().ok();
+        moves.record(target, from, Some(DeliveryState::Dead));
+        bytes += body_len;
+    }
+    Ok((rows.len() as u64, bytes))
 }
 
 /// Targets with waiting or in-flight deliveries. Walks the `(state, target)`

@@ -12,6 +12,7 @@
 
 mod admin_ops;
 mod command;
+mod depth;
 mod ops;
 mod reader;
 mod schema;
@@ -97,10 +98,28 @@ impl Counters {
 }
 
 /// What the handle and the writer thread share.
+#[derive(Default)]
 struct Shared {
     signal: WorkSignal,
     stats: Counters,
     backlog: BacklogCounters,
+    /// Only the writer changes it; behind a lock so tests and the handle can read it.
+    depth: std::sync::Mutex<depth::Depth>,
+}
+
+impl Shared {
+    /// Apply the moves of committed commands to the depth counts (and gauges).
+    fn depth_apply<'a>(&self, moves: impl Iterator<Item = &'a depth::Moves>) {
+        // A poisoned lock means a panic while counting: counts are advisory,
+        // keep going with what is there.
+        let mut depth = self
+            .depth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for m in moves {
+            depth.apply(m);
+        }
+    }
 }
 
 /// The unfinished work, kept by the writer as batches commit (counted from
@@ -169,10 +188,17 @@ impl SqliteStore {
                 db_err(e)
             ))
         })?;
+        let depth = depth::Depth::count(&conn).map_err(|e| {
+            StoreError::Open(format!(
+                "{}: cannot count deliveries by state: {}",
+                path.display(),
+                db_err(e)
+            ))
+        })?;
+        depth.publish();
         let shared = Arc::new(Shared {
-            signal: WorkSignal::default(),
-            stats: Counters::default(),
-            backlog: BacklogCounters::default(),
+            depth: std::sync::Mutex::new(depth),
+            ..Shared::default()
         });
         shared.backlog.apply((deliveries, bytes));
         let (commands, rx) = mpsc::channel();

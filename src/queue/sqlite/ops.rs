@@ -5,6 +5,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::depth::Moves;
 use crate::queue::{
     AttemptRecord, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
     DeliveryRecord, DeliveryState, Enqueued, LeaseToken, NewEvent, NextState, RECORD_FORMAT,
@@ -18,7 +19,7 @@ const EXCERPT_MAX: usize = 1024;
 /// `deliveries_due`, which is what lets SQLite use it (see schema.rs).
 pub(super) const CLAIM_SELECT: &str = "
     SELECT d.seq, d.id, d.event_id, d.route, d.attempt_count, d.budget_attempts,
-           e.source, e.received_at, e.body
+           e.source, e.received_at, e.body, d.state
       FROM deliveries d JOIN events e ON e.id = d.event_id
      WHERE d.target = ?1 AND d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?2
      ORDER BY d.next_attempt_at, d.seq
@@ -59,7 +60,12 @@ fn ms(v: u64) -> i64 {
 /// `full` says the backlog is at its limit: checked after the dedupe key, so a
 /// duplicate is still recognised when the queue is full (DESIGN.md section 4
 /// puts dedupe before 503).
-pub(super) fn enqueue(conn: &Connection, ev: &NewEvent, full: bool) -> rusqlite::Result<Enqueued> {
+pub(super) fn enqueue(
+    conn: &Connection,
+    ev: &NewEvent,
+    full: bool,
+    moves: &mut Moves,
+) -> rusqlite::Result<Enqueued> {
     let event_id = id_text(ev.id);
     if let Some(dedupe) = &ev.dedupe {
         let first: Option<String> = conn
@@ -117,6 +123,7 @@ pub(super) fn enqueue(conn: &Connection, ev: &NewEvent, full: bool) -> rusqlite:
             RECORD_FORMAT,
             body_len
         ])?;
+        moves.record(&d.target, None, Some(DeliveryState::Pending));
     }
     Ok(Enqueued::Stored)
 }
@@ -129,6 +136,7 @@ pub(super) fn prune_batch(
     before_ms: i64,
     now_ms: i64,
     limit: usize,
+    moves: &mut Moves,
 ) -> rusqlite::Result<u64> {
     let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(
@@ -136,11 +144,18 @@ pub(super) fn prune_batch(
           WHERE seq IN (SELECT seq FROM deliveries
                          WHERE state = 'delivered' AND updated_at < ?1
                          LIMIT ?2)
-      RETURNING event_id",
+      RETURNING event_id, target",
     )?;
-    let events = stmt
-        .query_map(params![before_ms, limit], |r| r.get::<_, String>(0))?
+    let rows = stmt
+        .query_map(params![before_ms, limit], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut events = Vec::with_capacity(rows.len());
+    for (event, target) in rows {
+        moves.record(&target, Some(DeliveryState::Delivered), None);
+        events.push(event);
+    }
     delete_orphan_events(conn, &events)?;
     conn.prepare_cached(
         "DELETE FROM dedupe WHERE key IN
@@ -169,6 +184,7 @@ pub(super) fn claim(
     target: &str,
     now_ms: i64,
     limit: usize,
+    moves: &mut Moves,
 ) -> rusqlite::Result<Vec<Claim>> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows: Vec<(i64, Claim)> = Vec::new();
@@ -177,6 +193,12 @@ pub(super) fn claim(
         let mut q = select.query(params![target, now_ms, limit])?;
         while let Some(row) = q.next()? {
             let body: Vec<u8> = row.get(8)?;
+            let state: String = row.get(9)?;
+            moves.record(
+                target,
+                Some(parsed(9, &state)?),
+                Some(DeliveryState::InFlight),
+            );
             rows.push((
                 row.get(0)?,
                 Claim {
@@ -220,6 +242,7 @@ pub(super) struct CompletionEffects {
 pub(super) fn complete(
     conn: &Connection,
     c: &Completion,
+    moves: &mut Moves,
 ) -> rusqlite::Result<(Completed, CompletionEffects)> {
     let a = &c.attempt;
     let (state, dead_reason, next_at) = match c.next {
@@ -264,6 +287,7 @@ pub(super) fn complete(
     let Some((n, target, body_len)) = updated else {
         return Ok((Completed::StaleLease, CompletionEffects::default()));
     };
+    moves.record(&target, Some(DeliveryState::InFlight), Some(state));
     conn.prepare_cached(
         "INSERT INTO attempts
              (delivery_id, n, at, status, error, duration_ms, response_excerpt, format)
@@ -295,16 +319,29 @@ pub(super) fn release(
     conn: &Connection,
     id: DeliveryId,
     lease: LeaseToken,
+    moves: &mut Moves,
 ) -> rusqlite::Result<Option<String>> {
-    conn.prepare_cached(
-        "UPDATE deliveries
+    let released: Option<(String, String)> = conn
+        .prepare_cached(
+            "UPDATE deliveries
             SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
                 lease_token = NULL
           WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
-      RETURNING target",
-    )?
-    .query_row(params![id_text(id), id_text(lease.0)], |r| r.get(0))
-    .optional()
+      RETURNING target, state",
+        )?
+        .query_row(params![id_text(id), id_text(lease.0)], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()?;
+    let Some((target, state)) = released else {
+        return Ok(None);
+    };
+    moves.record(
+        &target,
+        Some(DeliveryState::InFlight),
+        Some(parsed(1, &state)?),
+    );
+    Ok(Some(target))
 }
 
 pub(super) fn next_due(conn: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {

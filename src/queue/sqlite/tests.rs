@@ -8,7 +8,7 @@ use tokio::sync::oneshot;
 use super::schema::open_connection;
 use super::writer::{Op, apply, release_orphans, run_batch};
 use super::{Shared, ops};
-use crate::queue::{NewEvent, WorkSignal};
+use crate::queue::NewEvent;
 
 fn plan(conn: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> String {
     let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -52,11 +52,7 @@ fn ev(targets: &[&str]) -> NewEvent {
 fn a_failing_command_fails_only_its_caller() {
     let dir = tempfile::tempdir().unwrap();
     let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared {
-        signal: WorkSignal::default(),
-        stats: Default::default(),
-        backlog: Default::default(),
-    };
+    let shared = Shared::default();
     let (events, mut answers) = (vec![ev(&["a"]), ev(&["a", "a"]), ev(&["b"])], Vec::new());
     let batch = events
         .iter()
@@ -85,11 +81,7 @@ fn a_failing_command_fails_only_its_caller() {
 fn an_abandoned_claim_is_released() {
     let dir = tempfile::tempdir().unwrap();
     let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared {
-        signal: WorkSignal::default(),
-        stats: Default::default(),
-        backlog: Default::default(),
-    };
+    let shared = Shared::default();
     let (tx, _rx) = oneshot::channel();
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
     // The caller drops its future after the claim has leased rows but before
@@ -110,7 +102,7 @@ fn an_abandoned_claim_is_released() {
     drop(rx);
     let mut orphans = (ran.answer)(None);
     assert_eq!(orphans.len(), 1);
-    release_orphans(&mut conn, &mut orphans);
+    release_orphans(&mut conn, &mut orphans, &shared);
     assert!(orphans.is_empty());
     let state: String = conn
         .query_row("SELECT state FROM deliveries", [], |r| r.get(0))
@@ -157,11 +149,7 @@ fn a_duplicate_in_its_originals_batch_follows_the_originals_fate() {
     use crate::queue::Enqueued;
     let dir = tempfile::tempdir().unwrap();
     let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared {
-        signal: WorkSignal::default(),
-        stats: Default::default(),
-        backlog: Default::default(),
-    };
+    let shared = Shared::default();
     let (first, copy) = (keyed(&["a"]), keyed(&["a"]));
     let answers = enqueue_batch(&mut conn, &shared, &[first.clone(), copy]);
     assert!(matches!(answers[0], Ok(Enqueued::Stored)), "{answers:?}");
@@ -182,4 +170,121 @@ fn a_duplicate_in_its_originals_batch_follows_the_originals_fate() {
         .query_row("SELECT event_id FROM dedupe", [], |r| r.get(0))
         .unwrap();
     assert_eq!(owner, copy.id.to_string());
+}
+
+/// The depth counts the writer keeps from each command's moves must always
+/// equal a fresh count of the rows, through every kind of write.
+#[tokio::test]
+async fn depth_counts_follow_every_write_and_match_the_rows() {
+    use crate::queue::conformance::event;
+    use crate::queue::{AttemptRecord, Completion, DeadReason, DeliveryStore, NextState};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let store = super::SqliteStore::open(&path).unwrap();
+    let check = |when: &str| {
+        let fresh = super::depth::Depth::count(&Connection::open(&path).unwrap()).unwrap();
+        let kept = store.shared.depth.lock().unwrap().nonzero();
+        assert_eq!(kept, fresh.nonzero(), "after {when}");
+        kept
+    };
+    let attempt = AttemptRecord {
+        at_ms: 10,
+        duration_ms: 1,
+        status: Some(500),
+        error: None,
+        response_excerpt: None,
+    };
+    let finish = |c: &crate::queue::Claim, next| Completion {
+        delivery_id: c.delivery_id,
+        lease: c.lease,
+        attempt: attempt.clone(),
+        next,
+    };
+
+    for _ in 0..4 {
+        store
+            .enqueue(event("s", 1, b"{}", &["a", "b"]))
+            .await
+            .unwrap();
+    }
+    // A command that fails moves nothing.
+    assert!(
+        store
+            .enqueue(event("s", 1, b"{}", &["a", "a"]))
+            .await
+            .is_err()
+    );
+    check("enqueue");
+
+    let claims = store.claim_due("a", 10, 4).await.unwrap();
+    assert_eq!(claims.len(), 4);
+    check("claim");
+    store
+        .complete(finish(&claims[0], NextState::Delivered))
+        .await
+        .unwrap();
+    store
+        .complete(finish(&claims[1], NextState::RetryAt(20)))
+        .await
+        .unwrap();
+    store
+        .complete(finish(
+            &claims[2],
+            NextState::Dead(DeadReason::PermanentStatus),
+        ))
+        .await
+        .unwrap();
+    store
+        .release(claims[3].delivery_id, claims[3].lease)
+        .await
+        .unwrap();
+    // A stale completion (the lease was released) moves nothing.
+    store
+        .complete(finish(&claims[3], NextState::Delivered))
+        .await
+        .unwrap();
+    let counts = check("complete and release");
+    assert!(counts.contains(&("a".into(), crate::queue::DeliveryState::Retrying, 1)));
+
+    // The retrying one is claimed again and dies; the dead ones are replayed.
+    let exhaust_due = |now: i64| {
+        let (store, finish) = (&store, &finish);
+        async move {
+            for c in store.claim_due("a", now, 10).await.unwrap() {
+                let next = NextState::Dead(DeadReason::Exhausted);
+                store.complete(finish(&c, next)).await.unwrap();
+            }
+        }
+    };
+    exhaust_due(30).await;
+    check("second claim");
+    store.replay(claims[0].delivery_id, 40).await.unwrap();
+    check("replay of a delivered one");
+    store.replay_dead(Some("a"), 40).await.unwrap();
+    check("bulk replay");
+    exhaust_due(50).await;
+    store.purge_dead(Some("a")).await.unwrap();
+    check("purge");
+    store
+        .dead_letter_target("b", DeadReason::TargetRemoved, 60)
+        .await
+        .unwrap();
+    check("dead-lettering a removed target");
+
+    // Retention: deliver everything of b and prune it.
+    store.replay_dead(Some("b"), 70).await.unwrap();
+    for c in store.claim_due("b", 80, 10).await.unwrap() {
+        store
+            .complete(finish(&c, NextState::Delivered))
+            .await
+            .unwrap();
+    }
+    check("delivering b");
+    store.prune(i64::MAX, 90).await.unwrap();
+    assert_eq!(check("prune"), Vec::new());
+
+    // Reopening counts the same from the file.
+    drop(store);
+    let store = super::SqliteStore::open(&path).unwrap();
+    assert!(store.shared.depth.lock().unwrap().nonzero().is_empty());
 }

@@ -16,6 +16,7 @@ use std::sync::mpsc::Receiver;
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::depth::Moves;
 use super::{Shared, admin_ops, db_err, ops};
 use crate::queue::{DeliveryId, Enqueued, LeaseToken, StoreError};
 
@@ -40,6 +41,8 @@ pub(super) struct Ran {
     events: u64,
     /// Change to the backlog counters (deliveries, bytes), applied on commit.
     backlog: (i64, i64),
+    /// Deliveries created, deleted or moved between states, applied on commit.
+    moves: Moves,
 }
 
 fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran {
@@ -56,6 +59,7 @@ fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran
         wake: Vec::new(),
         events: 0,
         backlog: (0, 0),
+        moves: Moves::default(),
     }
 }
 
@@ -63,8 +67,18 @@ fn sql<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
     r.map_err(|e| StoreError::Unavailable(db_err(e)))
 }
 
-/// Run one write command on `conn` (a savepoint inside the batch).
+/// Run one write command on `conn` (a savepoint inside the batch). Its moves
+/// count only if it succeeded: a failed command's savepoint is rolled back.
 pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
+    let mut moves = Moves::default();
+    let mut r = run_op(conn, op, shared, &mut moves);
+    if r.ok {
+        r.moves = moves;
+    }
+    r
+}
+
+fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran {
     match op {
         Op::Enqueue(ev, reply) => {
             // The counters as of the last commit: a batch can overshoot a
@@ -73,7 +87,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             let full = ev
                 .limits
                 .is_some_and(|l| backlog.deliveries >= l.deliveries || backlog.bytes >= l.bytes);
-            let result = sql(ops::enqueue(conn, &ev, full));
+            let result = sql(ops::enqueue(conn, &ev, full, moves));
             let stored = matches!(result, Ok(Enqueued::Stored));
             let mut r = ran(reply, result);
             if stored {
@@ -95,7 +109,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             if reply.is_closed() {
                 return ran(reply, Ok(Vec::new()));
             }
-            let result = sql(ops::claim(conn, &target, now_ms, limit));
+            let result = sql(ops::claim(conn, &target, now_ms, limit, moves));
             let ok = result.is_ok();
             let answer = Box::new(move |batch_failure: Option<&str>| {
                 let result = match (batch_failure, result) {
@@ -114,9 +128,10 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
                 wake: Vec::new(),
                 events: 0,
                 backlog: (0, 0),
+                moves: Moves::default(),
             }
         }
-        Op::Complete(c, reply) => match sql(ops::complete(conn, &c)) {
+        Op::Complete(c, reply) => match sql(ops::complete(conn, &c, moves)) {
             Ok((done, effects)) => Ran {
                 wake: effects.wake.into_iter().collect(),
                 backlog: effects.finished_bytes.map_or((0, 0), |b| (-1, -b)),
@@ -124,7 +139,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             },
             Err(e) => ran(reply, Err(e)),
         },
-        Op::Release { id, lease, reply } => match sql(ops::release(conn, id, lease)) {
+        Op::Release { id, lease, reply } => match sql(ops::release(conn, id, lease, moves)) {
             Ok(wake) => Ran {
                 wake: wake.into_iter().collect(),
                 ..ran(reply, Ok(()))
@@ -132,7 +147,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             Err(e) => ran(reply, Err(e)),
         },
         Op::CheckWritable(reply) => ran(reply, sql(ops::touch(conn, now_ms()))),
-        Op::Replay { id, now_ms, reply } => match sql(admin_ops::replay(conn, id, now_ms)) {
+        Op::Replay { id, now_ms, reply } => match sql(admin_ops::replay(conn, id, now_ms, moves)) {
             Ok((result, replayed)) => {
                 let backlog = replayed.as_ref().map_or((0, 0), |(_, b)| (1, *b));
                 Ran {
@@ -153,6 +168,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             target.as_deref(),
             now_ms,
             limit,
+            moves,
         )) {
             Ok((n, wake, bytes)) => Ran {
                 wake,
@@ -167,7 +183,12 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             reply,
         } => ran(
             reply,
-            sql(admin_ops::purge_dead_batch(conn, target.as_deref(), limit)),
+            sql(admin_ops::purge_dead_batch(
+                conn,
+                target.as_deref(),
+                limit,
+                moves,
+            )),
         ),
         Op::DeadLetterTarget {
             target,
@@ -176,7 +197,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             limit,
             reply,
         } => match sql(admin_ops::dead_letter_batch(
-            conn, &target, reason, now_ms, limit,
+            conn, &target, reason, now_ms, limit, moves,
         )) {
             Ok((n, bytes)) => Ran {
                 backlog: (-(n as i64), -bytes),
@@ -189,7 +210,10 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
             now_ms,
             limit,
             reply,
-        } => ran(reply, sql(ops::prune_batch(conn, before_ms, now_ms, limit))),
+        } => ran(
+            reply,
+            sql(ops::prune_batch(conn, before_ms, now_ms, limit, moves)),
+        ),
         // run_batch sends only writes here.
         read_or_close => {
             read_or_close.fail("internal: not a write command");
@@ -199,6 +223,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
                 wake: Vec::new(),
                 events: 0,
                 backlog: (0, 0),
+                moves: Moves::default(),
             }
         }
     }
@@ -247,7 +272,7 @@ pub(super) fn run(mut conn: Connection, lock: File, rx: Receiver<Op>, shared: Ar
         }
         orphans.extend(run_batch(&mut conn, batch, &shared));
         if !orphans.is_empty() {
-            release_orphans(&mut conn, &mut orphans);
+            release_orphans(&mut conn, &mut orphans, &shared);
         }
     }
     // Commands sent after Close are dropped with the receiver: their callers
@@ -348,6 +373,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         wake.extend(std::mem::take(&mut r.wake));
     }
     shared.backlog.apply(backlog);
+    shared.depth_apply(done.iter().map(|r| &r.moves));
     let now = shared.backlog.get();
     crate::metrics::queue_commit(events);
     crate::metrics::queue_backlog(now.deliveries, now.bytes);
@@ -371,19 +397,24 @@ fn fail_ran(r: Ran, msg: String) -> Ran {
         wake: Vec::new(),
         events: 0,
         backlog: (0, 0),
+        moves: Moves::default(),
     }
 }
 
 /// Put back deliveries leased for callers that gave up before the answer came.
-pub(super) fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>) {
+pub(super) fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>, shared: &Shared) {
+    let mut moves = Moves::default();
     let result = conn.transaction().and_then(|tx| {
         for (id, lease) in orphans.iter() {
-            ops::release(&tx, *id, *lease)?;
+            ops::release(&tx, *id, *lease, &mut moves)?;
         }
         tx.commit()
     });
     match result {
-        Ok(()) => orphans.clear(),
+        Ok(()) => {
+            shared.depth_apply(std::iter::once(&moves));
+            orphans.clear();
+        }
         // Kept for the next batch; a restart recovers them in any case.
         Err(e) => {
             tracing::warn!(error = %db_err(e), "sqlite queue: cannot release abandoned claims")
