@@ -126,6 +126,8 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()>,
     clock: Arc<dyn Clock>,
 ) -> Result<(), RunError> {
+    // Before the store opens: it publishes the depth it counts from the file.
+    let metrics = metrics::install();
     let store = open_store(&config)?;
     let senders = Arc::new(Senders::new()?);
     let drain = config.server.shutdown_timeout;
@@ -155,7 +157,7 @@ pub async fn run_with_clock(
     ));
     let admin_state = Arc::new(admin::Admin {
         store: store.clone(),
-        metrics: metrics::install(),
+        metrics,
         live: live.clone(),
         clock: clock.clone(),
         listen: admin_listen,

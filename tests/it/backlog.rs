@@ -11,6 +11,8 @@ use crate::common::sink::Sink;
 use crate::common::{self, Process, SECRET, event, eventually, post_signed};
 
 const BACKLOG: i64 = 1_000_000;
+/// Of the backlog, seeded as dead letters.
+const DEAD_LETTERS: i64 = 10;
 
 /// Peak resident memory of a process, in KiB (VmHWM).
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -44,6 +46,13 @@ fn seed(db: &std::path::Path, now_ms: i64) {
                 printf('00000000-0000-7000-8000-%012x', i),
                 'dead', 'all', 'pending', ?2, ?2, ?2, 1, ?3 FROM n",
         rusqlite::params![BACKLOG, now_ms, body.len() as i64],
+    )
+    .unwrap();
+    // A few dead letters too: nothing in the test moves them, so only the
+    // count taken at start can report them.
+    conn.execute(
+        "UPDATE deliveries SET state = 'dead', dead_reason = 'exhausted' WHERE seq <= ?1",
+        [DEAD_LETTERS],
     )
     .unwrap();
     conn.execute_batch("COMMIT;").unwrap();
@@ -95,6 +104,25 @@ routes:
     let mut gw = Process::serve(dir.path(), &yaml);
     gw.wait_ready().await;
     let pid = gw.child.id();
+
+    // The depth is counted from the file at start: every seeded delivery is
+    // there (the waiting ones may already be leased or retrying).
+    let metrics = reqwest::get(gw.admin_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let depth = |state: &str| -> f64 {
+        let series = format!("hookgate_queue_depth{{target=\"dead\",state=\"{state}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let waiting = depth("pending") + depth("in_flight") + depth("retrying");
+    assert_eq!(waiting, (BACKLOG - DEAD_LETTERS) as f64);
+    assert_eq!(depth("dead"), DEAD_LETTERS as f64);
 
     // New events to the healthy target are delivered within a second each.
     for i in 0..20 {

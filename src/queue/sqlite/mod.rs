@@ -201,6 +201,8 @@ impl SqliteStore {
             ..Shared::default()
         });
         shared.backlog.apply((deliveries, bytes));
+        let backlog = shared.backlog.get();
+        crate::metrics::queue_backlog(backlog.deliveries, backlog.bytes);
         let (commands, rx) = mpsc::channel();
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
