@@ -36,8 +36,10 @@ BODY=$SHARED/payloads/event-$PAYLOAD.json
 [[ -f $BODY ]] || { echo "no payload $BODY" >&2; exit 1; }
 
 pin() { if [[ $PIN == 1 ]]; then echo "taskset -c $1"; fi; }
-metric() { # name -> value (0 if absent)
-  curl -s --max-time 2 "$METRICS" | awk -v m="$1" '$1 == m { print $2; found = 1 } END { if (!found) print 0 }'
+metric() { # name -> value; stops the script if /metrics cannot be read
+  local text
+  text=$(curl -s --max-time 5 "$METRICS") || { echo "cannot read $METRICS (did hookgate stop? see $RUN)" >&2; exit 1; }
+  awk -v m="$1" '$1 == m { print $2; found = 1 } END { if (!found) print 0 }' <<<"$text"
 }
 
 RUN=$(mktemp -d /tmp/hookgate-ingest.XXXXXX)
@@ -56,7 +58,9 @@ for c in $SENDERS; do
   # shellcheck disable=SC2046
   HOOKGATE_LOG=warn $(pin "$SERVER_CPU") "$HOOKGATE" serve -c "$CONFIG" >"$RUN/gw-$c.log" 2>&1 &
   GW_PID=$!
-  for _ in $(seq 50); do curl -s -o /dev/null "$METRICS" && break; sleep 0.1; done
+  up=0
+  for _ in $(seq 50); do curl -s -o /dev/null "$METRICS" && { up=1; break; }; sleep 0.1; done
+  ((up)) || { echo "hookgate did not start; its log: $RUN/gw-$c.log" >&2; exit 1; }
   threads=$((c < 2 ? 1 : 2))
   wrk_run() { # seconds outfile
     # shellcheck disable=SC2046

@@ -5,10 +5,10 @@
 //! Why: an OutRival event is mostly chat messages that no rule reads, and
 //! building them into a `Value` (a string, map or vector allocated for every
 //! part) was the largest cost of ingress after the kernel's. The parts skipped
-//! are still parsed for JSON syntax (serde's `IgnoredAny`), and `decode` checks
-//! the whole body is UTF-8 first, so the set of bodies refused does not change
-//! (but for one thing serde_json does not check in a string it skips: a lone
-//! UTF-16 surrogate escape such as `"\ud800"`, which RFC 8259's grammar allows).
+//! are still parsed in full ([`Skip`]: every number read, so one out of range
+//! is refused; every string decoded, so a bad escape or a lone surrogate is
+//! refused), only nothing is kept, so a body is refused exactly when the full
+//! parse would refuse it.
 //!
 //! What the pruned value holds, for a path of the set: exactly what the full
 //! parse holds there (`lookup` answers the same). Elsewhere: object members no
@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use crate::config::{Condition, Route};
@@ -174,7 +174,7 @@ impl<'de> Visitor<'de> for Pruned<'_> {
                 Some(child) => {
                     drop(out.insert(key.into_owned(), map.next_value_seed(Pruned(child))?))
                 }
-                None => drop(map.next_value::<IgnoredAny>()?),
+                None => map.next_value_seed(Skip)?,
             }
         }
         Ok(Value::Object(out))
@@ -222,14 +222,71 @@ impl<'de> Visitor<'de> for Kind {
         Ok(Value::String(String::new()))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Skip.visit_map(map)?;
         Ok(Value::Object(Map::new()))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Value, A::Error> {
+        Skip.visit_seq(seq)?;
         Ok(Value::Array(Vec::new()))
+    }
+}
+
+/// A value read in full and kept not at all. Unlike serde's `IgnoredAny`,
+/// which serde_json answers by checking only the syntax, it asks for every
+/// value (`deserialize_any`), so numbers are converted (`1e400` is out of
+/// range) and strings decoded (a lone `\ud800` is refused), as in the full
+/// parse. Strings without escapes are borrowed, so nothing is allocated.
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        de.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while map.next_key_seed(Skip)?.is_some() {
+            map.next_value_seed(Skip)?;
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(Skip)?.is_some() {}
+        Ok(())
     }
 }
 

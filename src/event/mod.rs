@@ -63,8 +63,8 @@ pub fn decode(
     fields: &FieldSet,
 ) -> Result<DecodedEvent, DecodeError> {
     check_depth(body)?;
-    // Checked here for the whole body, because serde_json checks UTF-8 only
-    // in the strings it builds, not in those it skips.
+    // UTF-8 is checked once, here, for the whole body (the parse then reads
+    // a `str` and need not check each string again).
     let text = std::str::from_utf8(body).map_err(|e| {
         DecodeError::InvalidJson(format!(
             "the body is not valid JSON: invalid UTF-8 at byte {}",

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::value::RawValue;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
@@ -33,7 +32,31 @@ struct LogLine<'a> {
     delivery_id: &'a str,
     attempt: u32,
     received_at: String,
-    event: &'a RawValue,
+}
+
+/// The line: `meta`'s fields, then `"event":` and the stored body as it is,
+/// but for line breaks. JSON strings cannot hold a raw CR or LF (they must be
+/// escaped), so in a valid body those bytes are whitespace between tokens and
+/// become spaces: a pretty-printed event still makes one line.
+fn log_line(meta: &LogLine<'_>, body: &[u8]) -> Result<Vec<u8>, String> {
+    let valid = std::str::from_utf8(body)
+        .ok()
+        .is_some_and(|s| serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok());
+    if !valid {
+        return Err("stored event is not JSON".to_owned());
+    }
+    let mut line = serde_json::to_vec(meta).map_err(|e| e.to_string())?;
+    if line.pop() != Some(b'}') {
+        return Err("internal: the log line is not a JSON object".to_owned());
+    }
+    line.reserve(body.len() + 12);
+    line.extend_from_slice(b",\"event\":");
+    line.extend(body.iter().map(|&b| match b {
+        b'\n' | b'\r' => b' ',
+        b => b,
+    }));
+    line.extend_from_slice(b"}\n");
+    Ok(line)
 }
 
 impl LogSender {
@@ -43,16 +66,7 @@ impl LogSender {
         log: &LogTarget,
         attempt: &Attempt<'_>,
     ) -> AttemptOutcome {
-        let Some(event) = std::str::from_utf8(attempt.body)
-            .ok()
-            .and_then(|s| serde_json::from_str::<&RawValue>(s).ok())
-        else {
-            return failed(
-                FailureClass::RenderError,
-                "stored event is not JSON".to_owned(),
-            );
-        };
-        let line = LogLine {
+        let meta = LogLine {
             time: crate::clock::format_rfc3339_ms(crate::clock::Clock::now_ms(
                 &crate::clock::SystemClock,
             )),
@@ -63,13 +77,11 @@ impl LogSender {
             delivery_id: attempt.delivery_id,
             attempt: attempt.number,
             received_at: crate::clock::format_rfc3339_ms(attempt.received_at_ms),
-            event,
         };
-        let mut bytes = match serde_json::to_vec(&line) {
+        let bytes = match log_line(&meta, attempt.body) {
             Ok(b) => b,
-            Err(e) => return failed(FailureClass::RenderError, e.to_string()),
+            Err(e) => return failed(FailureClass::RenderError, e),
         };
-        bytes.push(b'\n');
         let written = match &log.path {
             None => self.write_stdout(&bytes).await,
             Some(path) => self.write_file(path, &bytes).await,
@@ -124,4 +136,40 @@ fn failed(class: FailureClass, error: String) -> AttemptOutcome {
         retry_after: None,
         response_excerpt: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LogLine, log_line};
+
+    fn meta() -> LogLine<'static> {
+        LogLine {
+            time: "2026-12-01T00:00:00.000Z".into(),
+            target: "audit",
+            route: "r",
+            source: "s",
+            event_id: "e",
+            delivery_id: "d",
+            attempt: 1,
+            received_at: "2026-12-01T00:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn a_pretty_printed_event_makes_one_line_with_the_event_unchanged() {
+        let body = b"{\r\n  \"event\": \"status-changed\",\n  \"text\": \"two\\nlines\"\n}";
+        let line = log_line(&meta(), body).unwrap();
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert!(line.ends_with(b"}\n"));
+        let parsed: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(parsed["event"], event);
+        assert_eq!(parsed["target"], "audit");
+    }
+
+    #[test]
+    fn a_body_that_is_not_json_is_refused() {
+        assert!(log_line(&meta(), b"{\"a\":").is_err());
+        assert!(log_line(&meta(), b"{\"a\":\"\xff\"}").is_err());
+    }
 }
