@@ -75,33 +75,27 @@ impl FieldSet {
 
     /// Keep the whole value at `path` (an empty path keeps everything).
     pub fn insert<S: AsRef<str>>(&mut self, path: &[S]) {
-        let mut node = &mut self.root;
-        for segment in path {
-            if node.whole {
-                return;
-            }
-            node = node
-                .children
-                .entry(segment.as_ref().to_owned())
-                .or_default();
+        if let Some(node) = self.reach(path) {
+            node.whole = true;
+            node.children.clear();
         }
-        node.whole = true;
-        node.children.clear();
     }
 
-    /// Keep the kind of the value at `path` and of its elements, not their
-    /// contents (unless another path keeps more).
-    fn reach<S: AsRef<str>>(&mut self, path: &[S]) {
+    /// Make `path` part of the tree, so its value keeps at least its kind and
+    /// the kinds of its elements (`data.messages`). Returns its node, or
+    /// `None` when a shorter path already keeps the whole value.
+    fn reach<S: AsRef<str>>(&mut self, path: &[S]) -> Option<&mut Node> {
         let mut node = &mut self.root;
         for segment in path {
             if node.whole {
-                return;
+                return None;
             }
             node = node
                 .children
                 .entry(segment.as_ref().to_owned())
                 .or_default();
         }
+        (!node.whole).then_some(node)
     }
 
     /// Parse one JSON value from `de`, keeping the paths of this set.
