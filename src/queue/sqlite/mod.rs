@@ -7,12 +7,17 @@
 //! `<path>.lock` keeps a second hookgate process off the same file.
 //!
 //! Layout: this file is the handle and the trait impl; [`schema`] opens the file,
-//! creates or checks the schema and recovers crashed claims; [`ops`] is the SQL
-//! of each operation; [`writer`] is the thread and its batching.
+//! creates or checks the schema and recovers crashed claims; the SQL is in
+//! [`ops`] (enqueue, prune, reads), [`lease`] (claim, complete, release) and
+//! [`admin_ops`] (listing, replay, purge); [`writer`] is the thread and its
+//! batching ([`command`] its commands), [`reader`] the admin listings' thread;
+//! [`counters`] and [`depth`] are what the writer counts as batches commit.
 
 mod admin_ops;
 mod command;
+mod counters;
 mod depth;
+mod lease;
 mod ops;
 mod reader;
 mod schema;
@@ -23,12 +28,13 @@ mod writer;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
+pub use self::counters::StoreStats;
+use self::counters::{BacklogCounters, Counters};
 use self::reader::ReadOp;
 use self::writer::{Op, Reply};
 use crate::queue::{
@@ -36,66 +42,6 @@ use crate::queue::{
     DeliveryPage, DeliveryQuery, DeliveryStore, Enqueued, LeaseToken, NewEvent, ReplayResult,
     StoreError, StoreFuture, WorkSignal,
 };
-
-/// Counters of the writer's work since open, for "events per sync".
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StoreStats {
-    /// Write transactions committed (one fsync each).
-    pub batches: u64,
-    /// Write commands (enqueue, claim, complete, release, check) committed.
-    pub commands: u64,
-    /// Events enqueued (committed).
-    pub events: u64,
-    /// Committed batches that held at least one enqueue.
-    pub event_batches: u64,
-    /// The most commands one committed batch held.
-    pub largest_batch: u64,
-    /// Batches whose transaction could not be begun or committed.
-    pub failed_batches: u64,
-}
-
-impl StoreStats {
-    /// Events made durable per fsync, over the batches that held events.
-    pub fn events_per_sync(&self) -> f64 {
-        if self.event_batches == 0 {
-            return 0.0;
-        }
-        self.events as f64 / self.event_batches as f64
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    batches: AtomicU64,
-    commands: AtomicU64,
-    events: AtomicU64,
-    event_batches: AtomicU64,
-    largest_batch: AtomicU64,
-    failed_batches: AtomicU64,
-}
-
-impl Counters {
-    fn record_commit(&self, commands: u64, events: u64) {
-        self.batches.fetch_add(1, Ordering::Relaxed);
-        self.commands.fetch_add(commands, Ordering::Relaxed);
-        self.largest_batch.fetch_max(commands, Ordering::Relaxed);
-        if events > 0 {
-            self.events.fetch_add(events, Ordering::Relaxed);
-            self.event_batches.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    fn snapshot(&self) -> StoreStats {
-        StoreStats {
-            batches: self.batches.load(Ordering::Relaxed),
-            commands: self.commands.load(Ordering::Relaxed),
-            events: self.events.load(Ordering::Relaxed),
-            event_batches: self.event_batches.load(Ordering::Relaxed),
-            largest_batch: self.largest_batch.load(Ordering::Relaxed),
-            failed_batches: self.failed_batches.load(Ordering::Relaxed),
-        }
-    }
-}
 
 /// What the handle and the writer thread share.
 #[derive(Default)]
@@ -118,35 +64,6 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for m in moves {
             depth.apply(m);
-        }
-    }
-}
-
-/// The unfinished work, kept by the writer as batches commit (counted from
-/// the file once, at open).
-#[derive(Default)]
-struct BacklogCounters {
-    deliveries: std::sync::atomic::AtomicI64,
-    bytes: std::sync::atomic::AtomicI64,
-}
-
-impl BacklogCounters {
-    fn apply(&self, (deliveries, bytes): (i64, i64)) {
-        if deliveries != 0 {
-            self.deliveries.fetch_add(deliveries, Ordering::Relaxed);
-        }
-        if bytes != 0 {
-            self.bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
-    }
-
-    fn get(&self) -> Backlog {
-        let read = |v: &std::sync::atomic::AtomicI64| {
-            u64::try_from(v.load(Ordering::Relaxed)).unwrap_or(0)
-        };
-        Backlog {
-            deliveries: read(&self.deliveries),
-            bytes: read(&self.bytes),
         }
     }
 }

@@ -1,5 +1,6 @@
-//! The SQL of each store operation, run by the writer thread on its connection
-//! (inside the batch transaction and a savepoint, for writes).
+//! The SQL of storing events and reading them back: enqueue, retention
+//! pruning, one delivery's detail, the writability check, and the row helpers
+//! the other SQL files share. Claims and completions are in [`super::lease`].
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -7,50 +8,29 @@ use uuid::Uuid;
 
 use super::depth::Moves;
 use crate::queue::{
-    AttemptRecord, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
-    DeliveryRecord, DeliveryState, Enqueued, LeaseToken, NewEvent, NextState, RECORD_FORMAT,
+    AttemptRecord, DeadReason, DeliveryDetail, DeliveryId, DeliveryRecord, DeliveryState, Enqueued,
+    NewEvent, RECORD_FORMAT,
 };
-
-/// The most of a response body kept per attempt (DESIGN.md section 5: first 1 KiB).
-const EXCERPT_MAX: usize = 1024;
-
-/// Due deliveries of one target, oldest due first, then in acceptance order.
-/// The `state IN (..)` term is written exactly as in the partial index
-/// `deliveries_due`, which is what lets SQLite use it (see schema.rs).
-pub(super) const CLAIM_SELECT: &str = "
-    SELECT d.seq, d.id, d.event_id, d.route, d.attempt_count, d.budget_attempts,
-           e.source, e.received_at, e.body, d.state
-      FROM deliveries d JOIN events e ON e.id = d.event_id
-     WHERE d.target = ?1 AND d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?2
-     ORDER BY d.next_attempt_at, d.seq
-     LIMIT ?3";
-
-pub(super) const NEXT_DUE: &str = "
-    SELECT next_attempt_at FROM deliveries
-     WHERE target = ?1 AND state IN ('pending', 'retrying')
-     ORDER BY next_attempt_at, seq
-     LIMIT 1";
 
 pub(super) fn id_text(id: Uuid) -> String {
     id.hyphenated().to_string()
 }
 
 /// A stored id column; a malformed one is a conversion error (no value echoed).
-fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
+pub(super) fn uuid_at(row: &Row<'_>, idx: usize) -> rusqlite::Result<Uuid> {
     let text: String = row.get(idx)?;
     Uuid::parse_str(&text).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
-fn parsed<T: std::str::FromStr<Err = String>>(idx: usize, text: &str) -> rusqlite::Result<T> {
+pub(super) fn parsed<T: std::str::FromStr<Err = String>>(
+    idx: usize,
+    text: &str,
+) -> rusqlite::Result<T> {
     text.parse().map_err(|e: String| {
         rusqlite::Error::FromSqlConversionFailure(idx, rusqlite::types::Type::Text, e.into())
     })
-}
-
-fn ms(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 /// Insert the event and its deliveries, unless a fresh dedupe key says it was
@@ -177,179 +157,6 @@ pub(super) fn delete_orphan_events(conn: &Connection, events: &[String]) -> rusq
     Ok(())
 }
 
-/// Select and lease up to `limit` due deliveries. Only the writer thread writes,
-/// so nothing can slip in between the SELECT and the UPDATEs.
-pub(super) fn claim(
-    conn: &Connection,
-    target: &str,
-    now_ms: i64,
-    limit: usize,
-    moves: &mut Moves,
-) -> rusqlite::Result<Vec<Claim>> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows: Vec<(i64, Claim)> = Vec::new();
-    {
-        let mut select = conn.prepare_cached(CLAIM_SELECT)?;
-        let mut q = select.query(params![target, now_ms, limit])?;
-        while let Some(row) = q.next()? {
-            let body: Vec<u8> = row.get(8)?;
-            let state: String = row.get(9)?;
-            moves.record(
-                target,
-                Some(parsed(9, &state)?),
-                Some(DeliveryState::InFlight),
-            );
-            rows.push((
-                row.get(0)?,
-                Claim {
-                    delivery_id: uuid_at(row, 1)?,
-                    event_id: uuid_at(row, 2)?,
-                    target: target.to_owned(),
-                    route: row.get(3)?,
-                    attempts_made: row.get(4)?,
-                    attempts_in_budget: row.get(5)?,
-                    source: row.get(6)?,
-                    received_at_ms: row.get(7)?,
-                    body: Bytes::from(body),
-                    lease: LeaseToken::new(),
-                },
-            ));
-        }
-    }
-    // The due time stays as it was: a released or crash-recovered delivery
-    // keeps its place in the claim order.
-    let mut lease = conn.prepare_cached(
-        "UPDATE deliveries SET state = 'in_flight', lease_token = ?2, updated_at = ?3
-          WHERE seq = ?1",
-    )?;
-    for (seq, claim) in &rows {
-        lease.execute(params![seq, id_text(claim.lease.0), now_ms])?;
-    }
-    Ok(rows.into_iter().map(|(_, c)| c).collect())
-}
-
-/// What a completion changed besides the row.
-#[derive(Debug, Default)]
-pub(super) struct CompletionEffects {
-    /// The target, when the delivery was rescheduled (its worker must
-    /// re-evaluate its next due time).
-    pub(super) wake: Option<String>,
-    /// The body length, when the delivery left the backlog (delivered or dead).
-    pub(super) finished_bytes: Option<i64>,
-}
-
-/// Record one attempt.
-pub(super) fn complete(
-    conn: &Connection,
-    c: &Completion,
-    moves: &mut Moves,
-) -> rusqlite::Result<(Completed, CompletionEffects)> {
-    let a = &c.attempt;
-    let (state, dead_reason, next_at) = match c.next {
-        NextState::Delivered => (DeliveryState::Delivered, None, None),
-        NextState::RetryAt(t) => (DeliveryState::Retrying, None, Some(t)),
-        NextState::Dead(reason) => (DeliveryState::Dead, Some(reason.as_str()), None),
-    };
-    // A delivered attempt keeps the previous failure's text: it still explains
-    // why earlier attempts were retried.
-    let last_error = match c.next {
-        NextState::Delivered => None,
-        _ => a
-            .error
-            .clone()
-            .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
-    };
-    let finished_at = a.at_ms.saturating_add(ms(a.duration_ms));
-    let updated: Option<(u32, String, i64)> = conn
-        .prepare_cached(
-            "UPDATE deliveries
-                SET attempt_count = attempt_count + 1,
-                    budget_attempts = budget_attempts + 1,
-                    state = ?3, dead_reason = ?4, next_attempt_at = ?5,
-                    last_error = CASE WHEN ?3 = 'delivered' THEN last_error ELSE ?6 END,
-                    updated_at = ?7, lease_token = NULL
-              WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
-          RETURNING attempt_count, target, body_len",
-        )?
-        .query_row(
-            params![
-                id_text(c.delivery_id),
-                id_text(c.lease.0),
-                state.as_str(),
-                dead_reason,
-                next_at,
-                last_error,
-                finished_at
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((n, target, body_len)) = updated else {
-        return Ok((Completed::StaleLease, CompletionEffects::default()));
-    };
-    moves.record(&target, Some(DeliveryState::InFlight), Some(state));
-    conn.prepare_cached(
-        "INSERT INTO attempts
-             (delivery_id, n, at, status, error, duration_ms, response_excerpt, format)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        id_text(c.delivery_id),
-        n,
-        a.at_ms,
-        a.status,
-        a.error,
-        ms(a.duration_ms),
-        a.response_excerpt.as_deref().map(cap_excerpt),
-        RECORD_FORMAT
-    ])?;
-    let retry = matches!(c.next, NextState::RetryAt(_));
-    Ok((
-        Completed::Recorded,
-        CompletionEffects {
-            wake: retry.then_some(target),
-            finished_bytes: (!retry).then_some(body_len),
-        },
-    ))
-}
-
-/// Undo a claim without counting an attempt. Returns the target when the lease
-/// matched (the delivery is claimable again, so its worker is woken).
-pub(super) fn release(
-    conn: &Connection,
-    id: DeliveryId,
-    lease: LeaseToken,
-    moves: &mut Moves,
-) -> rusqlite::Result<Option<String>> {
-    let released: Option<(String, String)> = conn
-        .prepare_cached(
-            "UPDATE deliveries
-            SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
-                lease_token = NULL
-          WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
-      RETURNING target, state",
-        )?
-        .query_row(params![id_text(id), id_text(lease.0)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    let Some((target, state)) = released else {
-        return Ok(None);
-    };
-    moves.record(
-        &target,
-        Some(DeliveryState::InFlight),
-        Some(parsed(1, &state)?),
-    );
-    Ok(Some(target))
-}
-
-pub(super) fn next_due(conn: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(NEXT_DUE)?
-        .query_row([target], |r| r.get(0))
-        .optional()
-}
-
 pub(super) fn delivery(
     conn: &Connection,
     id: DeliveryId,
@@ -429,30 +236,4 @@ pub(super) fn touch(conn: &Connection, now_ms: i64) -> rusqlite::Result<()> {
     )?
     .execute([now_ms.to_string()])?;
     Ok(())
-}
-
-/// The first `EXCERPT_MAX` bytes, cut at a character boundary (the delivery
-/// engine already cuts; this keeps a careless caller from bloating the file).
-fn cap_excerpt(s: &str) -> &str {
-    if s.len() <= EXCERPT_MAX {
-        return s;
-    }
-    let mut end = EXCERPT_MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cap_excerpt;
-
-    #[test]
-    fn excerpt_is_cut_on_a_char_boundary() {
-        let s = "é".repeat(600); // 1200 bytes
-        let cut = cap_excerpt(&s);
-        assert_eq!(cut.len(), 1024);
-        assert_eq!(cap_excerpt("short"), "short");
-    }
 }

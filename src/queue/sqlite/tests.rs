@@ -7,7 +7,7 @@ use tokio::sync::oneshot;
 
 use super::schema::open_connection;
 use super::writer::{Op, apply, release_orphans, run_batch};
-use super::{Shared, ops};
+use super::{Shared, lease};
 use crate::queue::NewEvent;
 
 fn plan(conn: &Connection, sql: &str, params: &[&dyn rusqlite::ToSql]) -> String {
@@ -23,7 +23,7 @@ fn claim_and_next_due_use_the_due_index_without_sorting() {
     let (conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
     let claim: &[&dyn rusqlite::ToSql] = &[&"t", &0, &10];
     let next_due: &[&dyn rusqlite::ToSql] = &[&"t"];
-    for (sql, params) in [(ops::CLAIM_SELECT, claim), (ops::NEXT_DUE, next_due)] {
+    for (sql, params) in [(lease::CLAIM_SELECT, claim), (lease::NEXT_DUE, next_due)] {
         let p = plan(&conn, sql, params);
         assert!(p.contains("deliveries_due"), "{sql}\n=> {p}");
         assert!(!p.contains("TEMP B-TREE"), "{sql}\n=> {p}");

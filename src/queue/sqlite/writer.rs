@@ -11,13 +11,12 @@
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::depth::Moves;
-use super::{Shared, admin_ops, db_err, ops};
+use super::{Shared, admin_ops, db_err, lease, ops};
 use crate::queue::{DeliveryId, Enqueued, LeaseToken, StoreError};
 
 /// The most commands in one transaction: bounds commit latency and memory.
@@ -109,7 +108,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
             if reply.is_closed() {
                 return ran(reply, Ok(Vec::new()));
             }
-            let result = sql(ops::claim(conn, &target, now_ms, limit, moves));
+            let result = sql(lease::claim(conn, &target, now_ms, limit, moves));
             let ok = result.is_ok();
             let answer = Box::new(move |batch_failure: Option<&str>| {
                 let result = match (batch_failure, result) {
@@ -131,7 +130,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
                 moves: Moves::default(),
             }
         }
-        Op::Complete(c, reply) => match sql(ops::complete(conn, &c, moves)) {
+        Op::Complete(c, reply) => match sql(lease::complete(conn, &c, moves)) {
             Ok((done, effects)) => Ran {
                 wake: effects.wake.into_iter().collect(),
                 backlog: effects.finished_bytes.map_or((0, 0), |b| (-1, -b)),
@@ -139,7 +138,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
             },
             Err(e) => ran(reply, Err(e)),
         },
-        Op::Release { id, lease, reply } => match sql(ops::release(conn, id, lease, moves)) {
+        Op::Release { id, lease, reply } => match sql(lease::release(conn, id, lease, moves)) {
             Ok(wake) => Ran {
                 wake: wake.into_iter().collect(),
                 ..ran(reply, Ok(()))
@@ -238,7 +237,7 @@ fn now_ms() -> i64 {
 fn read(conn: &Connection, op: Op) {
     match op {
         Op::NextDue(target, reply) => {
-            let _ = reply.send(sql(ops::next_due(conn, &target)));
+            let _ = reply.send(sql(lease::next_due(conn, &target)));
         }
         Op::Delivery(id, reply) => {
             let _ = reply.send(sql(ops::delivery(conn, id)));
@@ -310,7 +309,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
             let msg = db_err(e);
             tracing::warn!(error = %msg, "sqlite queue: cannot begin a transaction");
             writes.into_iter().for_each(|op| op.fail(&msg));
-            shared.stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+            shared.stats.record_failure();
             return Vec::new();
         }
     };
@@ -357,7 +356,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     let mut events = 0;
     if let Some(msg) = &failure {
         tracing::warn!(error = %msg, commands, "sqlite queue: batch commit failed");
-        stats.failed_batches.fetch_add(1, Ordering::Relaxed);
+        stats.record_failure();
         for r in done {
             orphans.extend((r.answer)(Some(msg)));
         }
@@ -406,7 +405,7 @@ pub(super) fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>, s
     let mut moves = Moves::default();
     let result = conn.transaction().and_then(|tx| {
         for (id, lease) in orphans.iter() {
-            ops::release(&tx, *id, *lease, &mut moves)?;
+            lease::release(&tx, *id, *lease, &mut moves)?;
         }
         tx.commit()
     });
