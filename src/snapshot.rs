@@ -1,9 +1,10 @@
 //! The live configuration: one immutable [`Snapshot`] swapped atomically.
 //!
 //! A snapshot pairs a validated [`Config`] with the [`RoutePlan`] compiled from
-//! it and the [`FieldSet`] of payload paths its routes read. Ingress and delivery `load()` the current one per request or attempt and
-//! keep using it until they finish, so a reload never changes the config under
-//! a request in flight. Only reload writes it.
+//! it and the [`FieldSet`] of payload paths its routes read. Ingress and
+//! delivery `load()` the current one per request or attempt and keep using it
+//! until they finish, so a reload never changes the config under a request in
+//! flight. Only reload writes it.
 
 use std::sync::Arc;
 

@@ -203,6 +203,11 @@ fn enum_field(
 mod tests {
     use super::*;
 
+    /// What ingress keeps when no route reads anything: the schema's fields.
+    fn schema_only() -> FieldSet {
+        FieldSet::for_routes(&[])
+    }
+
     const GOOD: &str = r#"{"event":"status-changed","type":"VOICE","companionId":"c1","data":{"messages":[],"status":"ended","startedAt":"2026-01-01T00:00:00Z","extra":1},"more":true}"#;
 
     #[test]
@@ -222,7 +227,7 @@ mod tests {
     fn lenient_sources_keep_odd_events_with_warnings() {
         let body =
             br#"{"event":"new-event","type":"VOICE","companionId":7,"data":{"messages":[]}}"#;
-        let e = decode(body, Schema::Outrival, false, &FieldSet::for_routes(&[])).unwrap();
+        let e = decode(body, Schema::Outrival, false, &schema_only()).unwrap();
         assert_eq!(
             e.schema_issues,
             vec![
@@ -236,7 +241,7 @@ mod tests {
     #[test]
     fn every_message_must_be_an_object_though_none_is_parsed_in_full() {
         let body = br#"{"event":"status-changed","type":"VOICE","companionId":"c","data":{"messages":[{"role":"bot","text":"hi"},"hi"],"startedAt":"t"}}"#;
-        let e = decode(body, Schema::Outrival, false, &FieldSet::for_routes(&[])).unwrap();
+        let e = decode(body, Schema::Outrival, false, &schema_only()).unwrap();
         assert_eq!(e.schema_issues, vec!["data.messages[1] must be an object"]);
     }
 
@@ -244,7 +249,7 @@ mod tests {
     fn strict_sources_refuse_naming_the_field() {
         let body = br#"{"event":"status-changed","type":"VOICE","companionId":"c","data":{"messages":[]}}"#;
         assert_eq!(
-            decode(body, Schema::Outrival, true, &FieldSet::for_routes(&[])).unwrap_err(),
+            decode(body, Schema::Outrival, true, &schema_only()).unwrap_err(),
             DecodeError::InvalidEvent("data.startedAt is required".into())
         );
     }
@@ -255,7 +260,7 @@ mod tests {
         let skipped_bad_utf8 = &b"{\"data\":{\"messages\":[{\"text\":\"\xff\"}]}}"[..];
         for body in [&b"[1]"[..], b"\"s\"", b"{", b"", b"nul", skipped_bad_utf8] {
             assert!(matches!(
-                decode(body, Schema::Json, false, &FieldSet::for_routes(&[])),
+                decode(body, Schema::Json, false, &schema_only()),
                 Err(DecodeError::InvalidJson(_))
             ));
         }
@@ -274,29 +279,13 @@ mod tests {
             }
             s
         };
-        assert!(
-            decode(
-                nested(128).as_bytes(),
-                Schema::Json,
-                false,
-                &FieldSet::for_routes(&[])
-            )
-            .is_ok()
-        );
+        assert!(decode(nested(128).as_bytes(), Schema::Json, false, &schema_only()).is_ok());
         assert!(matches!(
-            decode(nested(129).as_bytes(), Schema::Json, false, &FieldSet::for_routes(&[])),
+            decode(nested(129).as_bytes(), Schema::Json, false, &schema_only()),
             Err(DecodeError::InvalidJson(m)) if m.contains("128")
         ));
         // Brackets inside strings do not count.
         let s = format!("{{\"a\":\"{}\"}}", "[".repeat(500));
-        assert!(
-            decode(
-                s.as_bytes(),
-                Schema::Json,
-                false,
-                &FieldSet::for_routes(&[])
-            )
-            .is_ok()
-        );
+        assert!(decode(s.as_bytes(), Schema::Json, false, &schema_only()).is_ok());
     }
 }

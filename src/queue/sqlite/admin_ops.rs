@@ -8,7 +8,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::depth::Moves;
-use super::ops::{delete_orphan_events, id_text, record_from_row};
+use super::ops::{delete_orphan_events, id_text, parsed, record_from_row};
 use crate::queue::{
     DeadReason, DeliveryId, DeliveryPage, DeliveryQuery, DeliveryState, ReplayResult,
 };
@@ -226,8 +226,7 @@ pub(super) fn dead_letter_batch(
     let mut bytes = 0;
     for (seq, state, body_len) in &rows {
         update.execute(params![seq, reason.as_str(), message, now_ms])?;
-        let from = state.parse::<DeliveryState>().ok();
-        moves.record(target, from, Some(DeliveryState::Dead));
+        moves.record(target, Some(parsed(1, state)?), Some(DeliveryState::Dead));
         bytes += body_len;
     }
     Ok((rows.len() as u64, bytes))

@@ -49,7 +49,8 @@ struct Shared {
     signal: WorkSignal,
     stats: Counters,
     backlog: BacklogCounters,
-    /// Only the writer changes it; behind a lock so tests and the handle can read it.
+    /// Only the writer thread touches it (tests read it back); the lock is
+    /// there because `Shared` is shared, and is never contended.
     depth: std::sync::Mutex<depth::Depth>,
 }
 

@@ -44,22 +44,31 @@ pub(super) struct Ran {
     moves: Moves,
 }
 
-fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran {
-    Ran {
-        ok: result.is_ok(),
-        answer: Box::new(move |batch_failure| {
-            let result = match (batch_failure, result) {
-                (Some(msg), Ok(_)) => unavailable(msg),
-                (_, r) => r,
-            };
-            let _ = reply.send(result);
-            Vec::new()
-        }),
-        wake: Vec::new(),
-        events: 0,
-        backlog: (0, 0),
-        moves: Moves::default(),
+impl Ran {
+    /// A command with this answer and nothing else to apply on commit.
+    fn new(answer: Answer, ok: bool) -> Ran {
+        Ran {
+            answer,
+            ok,
+            wake: Vec::new(),
+            events: 0,
+            backlog: (0, 0),
+            moves: Moves::default(),
+        }
     }
+}
+
+fn ran<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Ran {
+    let ok = result.is_ok();
+    let answer = Box::new(move |batch_failure: Option<&str>| {
+        let result = match (batch_failure, result) {
+            (Some(msg), Ok(_)) => unavailable(msg),
+            (_, r) => r,
+        };
+        let _ = reply.send(result);
+        Vec::new()
+    });
+    Ran::new(answer, ok)
 }
 
 fn sql<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -121,14 +130,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
                     _ => Vec::new(),
                 }
             });
-            Ran {
-                answer,
-                ok,
-                wake: Vec::new(),
-                events: 0,
-                backlog: (0, 0),
-                moves: Moves::default(),
-            }
+            Ran::new(answer, ok)
         }
         Op::Complete(c, reply) => match sql(lease::complete(conn, &c, moves)) {
             Ok((done, effects)) => Ran {
@@ -216,14 +218,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
         // run_batch sends only writes here.
         read_or_close => {
             read_or_close.fail("internal: not a write command");
-            Ran {
-                answer: Box::new(|_| Vec::new()),
-                ok: false,
-                wake: Vec::new(),
-                events: 0,
-                backlog: (0, 0),
-                moves: Moves::default(),
-            }
+            Ran::new(Box::new(|_| Vec::new()), false)
         }
     }
 }
@@ -390,14 +385,10 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
 /// not be released, so its effect is uncertain).
 fn fail_ran(r: Ran, msg: String) -> Ran {
     let answer = r.answer;
-    Ran {
-        answer: Box::new(move |failure| answer(Some(failure.unwrap_or(&msg)))),
-        ok: false,
-        wake: Vec::new(),
-        events: 0,
-        backlog: (0, 0),
-        moves: Moves::default(),
-    }
+    Ran::new(
+        Box::new(move |failure| answer(Some(failure.unwrap_or(&msg)))),
+        false,
+    )
 }
 
 /// Put back deliveries leased for callers that gave up before the answer came.
