@@ -12,8 +12,7 @@ use bytes::Bytes;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 
 use super::outcome::{
-    AttemptOutcome, Failure, FailureClass, RESPONSE_EXCERPT_BYTES, classify_status,
-    parse_retry_after,
+    AttemptOutcome, Failure, RESPONSE_EXCERPT_BYTES, classify_status, parse_retry_after,
 };
 use super::{Attempt, SenderError, render};
 use crate::config::{HttpTarget, SignatureScheme, Target};
@@ -47,7 +46,7 @@ impl HttpSender {
     ) -> AttemptOutcome {
         let body = match render_body(target, http, templates, attempt) {
             Ok(body) => body,
-            Err(failure) => return AttemptOutcome::Failed(failure),
+            Err(failure) => return failure.into(),
         };
         let mut request = self
             .client
@@ -74,13 +73,11 @@ impl HttpSender {
         let started = Instant::now();
         let response = match request.body(body).send().await {
             Ok(r) => r,
-            Err(e) => return AttemptOutcome::Failed(transport_failure(&e, started)),
+            Err(e) => return transport_failure(&e, started).into(),
         };
         let status = response.status().as_u16();
         let Some(class) = classify_status(status, &target.retry.retry_on) else {
-            return AttemptOutcome::Delivered {
-                status: Some(status),
-            };
+            return AttemptOutcome::delivered(Some(status));
         };
         let retry_after = response
             .headers()
@@ -93,13 +90,11 @@ impl HttpSender {
         } else {
             format!("HTTP {status}")
         };
-        AttemptOutcome::Failed(Failure {
-            class,
-            status: Some(status),
-            error,
-            retry_after,
-            response_excerpt: excerpt,
-        })
+        Failure::of_class(class, error)
+            .with_status(status)
+            .with_retry_after(retry_after)
+            .with_excerpt(excerpt)
+            .into()
     }
 }
 
@@ -111,13 +106,7 @@ fn render_body(
 ) -> Result<Bytes, Failure> {
     let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
     let vars = render::delivery_vars(attempt, &target.name, &received_at);
-    render::http_body(http, templates, attempt.body, &vars).map_err(|error| Failure {
-        class: FailureClass::RenderError,
-        status: None,
-        error,
-        retry_after: None,
-        response_excerpt: None,
-    })
+    render::http_body(http, templates, attempt.body, &vars).map_err(Failure::render_error)
 }
 
 /// A request that got no response: always retryable.
@@ -129,13 +118,7 @@ fn transport_failure(e: &reqwest::Error, started: Instant) -> Failure {
     } else {
         format!("request failed: {}", root_cause(e))
     };
-    Failure {
-        class: FailureClass::Retryable,
-        status: None,
-        error,
-        retry_after: None,
-        response_excerpt: None,
-    }
+    Failure::retryable(error)
 }
 
 /// The innermost error's message: "Connection refused (os error 111)", never

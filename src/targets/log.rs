@@ -12,7 +12,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use super::Attempt;
-use super::outcome::{AttemptOutcome, Failure, FailureClass};
+use super::outcome::{AttemptOutcome, Failure};
 use crate::config::{LogTarget, Target};
 
 #[derive(Default)]
@@ -80,18 +80,15 @@ impl LogSender {
         };
         let bytes = match log_line(&meta, attempt.body) {
             Ok(b) => b,
-            Err(e) => return failed(FailureClass::RenderError, e),
+            Err(e) => return Failure::render_error(e).into(),
         };
         let written = match &log.path {
             None => self.write_stdout(&bytes).await,
             Some(path) => self.write_file(path, &bytes).await,
         };
         match written {
-            Ok(()) => AttemptOutcome::Delivered { status: None },
-            Err(e) => failed(
-                FailureClass::Retryable,
-                format!("cannot write the log: {e}"),
-            ),
+            Ok(()) => AttemptOutcome::delivered(None),
+            Err(e) => Failure::retryable(format!("cannot write the log: {e}")).into(),
         }
     }
 
@@ -126,16 +123,6 @@ impl LogSender {
         file.write_all(bytes).await?;
         file.flush().await
     }
-}
-
-fn failed(class: FailureClass, error: String) -> AttemptOutcome {
-    AttemptOutcome::Failed(Failure {
-        class,
-        status: None,
-        error,
-        retry_after: None,
-        response_excerpt: None,
-    })
 }
 
 #[cfg(test)]

@@ -75,16 +75,11 @@ impl Senders {
         match &target.kind {
             TargetKind::Http(http) => self.http.send(target, http, templates, attempt).await,
             TargetKind::Log(log) => self.log.send(target, log, attempt).await,
-            TargetKind::Slack(_) | TargetKind::Email(_) => AttemptOutcome::Failed(Failure {
-                class: FailureClass::Retryable,
-                status: None,
-                error: format!(
-                    "{} targets are not supported by this build",
-                    target.kind_name()
-                ),
-                retry_after: None,
-                response_excerpt: None,
-            }),
+            TargetKind::Slack(_) | TargetKind::Email(_) => Failure::retryable(format!(
+                "{} targets are not supported by this build",
+                target.kind_name()
+            ))
+            .into(),
         }
     }
 }

@@ -29,6 +29,66 @@ pub struct Failure {
     pub response_excerpt: Option<String>,
 }
 
+impl AttemptOutcome {
+    pub fn delivered(status: Option<u16>) -> Self {
+        AttemptOutcome::Delivered { status }
+    }
+}
+
+impl From<Failure> for AttemptOutcome {
+    fn from(failure: Failure) -> Self {
+        AttemptOutcome::Failed(failure)
+    }
+}
+
+impl Failure {
+    fn new(class: FailureClass, error: impl Into<String>) -> Self {
+        Failure {
+            class,
+            status: None,
+            error: error.into(),
+            retry_after: None,
+            response_excerpt: None,
+        }
+    }
+
+    /// Worth trying again: no answer (connect, TLS, timeout) or a transient one.
+    pub fn retryable(error: impl Into<String>) -> Self {
+        Self::new(FailureClass::Retryable, error)
+    }
+
+    /// The receiver refused for good: dead-lettered at once.
+    pub fn permanent(error: impl Into<String>) -> Self {
+        Self::new(FailureClass::Permanent, error)
+    }
+
+    /// The message could not be rendered: dead-lettered at once.
+    pub fn render_error(error: impl Into<String>) -> Self {
+        Self::new(FailureClass::RenderError, error)
+    }
+
+    /// A failure of this class (from [`classify_status`]).
+    pub fn of_class(class: FailureClass, error: impl Into<String>) -> Self {
+        Self::new(class, error)
+    }
+
+    /// The status code the receiver answered (HTTP, or SMTP reply code).
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    pub fn with_excerpt(mut self, excerpt: Option<String>) -> Self {
+        self.response_excerpt = excerpt;
+        self
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureClass {
     /// Connect/TLS errors, timeouts, statuses in `retry_on`.
