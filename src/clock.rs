@@ -84,6 +84,13 @@ pub fn format_rfc3339_ms(unix_ms: i64) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Whole seconds since the Unix epoch (0 before it): the timestamp a
+/// signature scheme signs.
+pub fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -303,7 +303,7 @@ fn send(url: &str, secret: &SecretArgs, file: &str) -> anyhow::Result<ExitCode> 
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
         let client = reqwest::Client::builder()
-            .user_agent(hookgate::targets::http::USER_AGENT)
+            .user_agent(hookgate::targets::request::USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot build the HTTP client")?;

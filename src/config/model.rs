@@ -244,9 +244,22 @@ pub enum BodyMode {
 pub struct SlackTarget {
     /// The whole URL is the credential.
     pub webhook_url: Secret,
-    pub text: Option<TemplateRef>,
+    /// The message text (also the notification fallback when `blocks` are
+    /// set); [`DEFAULT_SLACK_TEXT`] when the file gives none.
+    pub text: TemplateRef,
     pub blocks: Option<JsonTemplate>,
+    /// Overrides of the webhook's own name and icon (honoured by legacy
+    /// webhooks and Slack-compatible receivers; ignored by newer app webhooks).
+    pub username: Option<String>,
+    pub icon_emoji: Option<String>,
 }
+
+/// A Slack target's text when the file sets none: what happened, to which
+/// chat, and how it stands. End-user text is escaped so it cannot ping.
+pub const DEFAULT_SLACK_TEXT: &str = concat!(
+    "{{ event | default('event') }} {{ type }} chat {{ companionId | default('-') | slack_escape }}: ",
+    "status {{ data.status | default('-') }}, reason {{ data.endedReason | default('-') | slack_escape }}",
+);
 
 #[derive(Debug)]
 pub struct EmailTarget {

@@ -7,7 +7,9 @@
 //! (the first key that failed), which route stopped evaluation, and for each
 //! delivery what would be sent. Secrets stay hidden: header values and the
 //! Slack webhook URL are redacted, URLs lose their userinfo and query; the
-//! `x-signature` shown is the HMAC the target would send (a derived value).
+//! signature shown is the one the target would send (a derived value). HTTP
+//! and Slack requests come from [`crate::targets::request`], the builder the
+//! senders use, so what is shown is what would be sent.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -16,7 +18,7 @@ use serde_json::Value;
 use crate::config::{Condition, Config, Source, TargetKind, redacted_url};
 use crate::event::{DecodeError, FieldSet, decode};
 use crate::rules::{RoutePlan, UNMATCHED_ROUTE, first_failing, route_linear};
-use crate::targets::{Attempt, render};
+use crate::targets::{Attempt, render, request};
 
 mod text;
 
@@ -239,59 +241,58 @@ fn sends(
     attempt: &Attempt<'_>,
     payload: &Value,
 ) -> Send {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
     let templates = &config.templates;
     let render_error = |error: String| Send::RenderError { error };
     match &target.kind {
         TargetKind::Http(http) => {
-            let body = match render::http_body(http, templates, attempt.body, &vars) {
-                Ok(b) => b,
-                Err(e) => return render_error(e),
-            };
-            let mut headers: Vec<(String, String)> = http
-                .headers
-                .iter()
-                .map(|(k, _)| (k.to_string(), "<redacted>".to_owned()))
-                .collect();
-            headers.push((
-                "content-type".into(),
-                http.content_type.to_str().unwrap_or("").to_owned(),
-            ));
-            headers.push(("x-hookgate-event-id".into(), attempt.event_id.to_owned()));
-            headers.push((
-                "x-hookgate-delivery-id".into(),
-                attempt.delivery_id.to_owned(),
-            ));
-            headers.push(("x-hookgate-attempt".into(), attempt.number.to_string()));
-            headers.push(("x-hookgate-route".into(), attempt.route.to_owned()));
-            if let Some(secret) = &http.secret {
-                headers.push((
-                    http.signature.header.to_string(),
-                    crate::signing::sign_hex(secret.expose().as_bytes(), &body),
-                ));
-            }
-            Send::Http {
-                method: http.method.to_string(),
-                url: redacted_url(&http.url),
-                headers,
-                body: String::from_utf8_lossy(&body).into_owned(),
+            let sent_at = crate::clock::unix_seconds(std::time::SystemTime::now());
+            match request::http_request(target, http, templates, attempt, sent_at) {
+                Ok(req) => Send::Http {
+                    method: req.method.to_string(),
+                    url: redacted_url(&req.url),
+                    headers: shown_headers(&req.headers),
+                    body: String::from_utf8_lossy(&req.body).into_owned(),
+                },
+                Err(e) => render_error(e),
             }
         }
-        TargetKind::Slack(slack) => match render::slack_message(slack, templates, payload, &vars) {
+        // The message as the sender would POST it, read back from its bytes.
+        TargetKind::Slack(slack) => match request::slack_request(target, slack, templates, attempt)
+            .and_then(|req| serde_json::from_slice(&req.body).map_err(|e| e.to_string()))
+        {
             Ok(message) => Send::Slack { message },
             Err(e) => render_error(e),
         },
-        TargetKind::Email(email) => match render::email(email, templates, payload, &vars) {
-            Ok(m) => Send::Email {
-                from: email.from.to_string(),
-                to: email.to.iter().map(ToString::to_string).collect(),
-                subject: m.subject,
-                body: m.body,
-                html: m.html,
-            },
-            Err(e) => render_error(e),
-        },
+        TargetKind::Email(email) => {
+            let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
+            let vars = render::delivery_vars(attempt, &target.name, &received_at);
+            match render::email(email, templates, payload, &vars) {
+                Ok(m) => Send::Email {
+                    from: email.from.to_string(),
+                    to: email.to.iter().map(ToString::to_string).collect(),
+                    subject: m.subject,
+                    body: m.body,
+                    html: m.html,
+                },
+                Err(e) => render_error(e),
+            }
+        }
         TargetKind::Log(_) => Send::Log,
     }
+}
+
+/// Every header as it would be sent, but the values the config supplies
+/// (`headers:`, marked sensitive by the builder): those are secrets.
+fn shown_headers(headers: &http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if value.is_sensitive() {
+                "<redacted>".to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            (name.to_string(), shown)
+        })
+        .collect()
 }

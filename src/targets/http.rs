@@ -1,82 +1,60 @@
-//! The `http` target: POST the event (byte-exact, or a rendered template),
-//! re-signed with the target's own secret, with the `x-hookgate-*` headers of
-//! DESIGN.md section 5.
+//! Sending an [`OutboundRequest`] and classifying the answer: the part the
+//! `http` and `slack` targets share, on one pooled reqwest client.
 //!
 //! Redirects are never followed (a 3xx is a permanent failure), so a target
 //! cannot bounce hookgate to another host. Errors are described without the
-//! URL, since a URL can carry credentials.
+//! URL, since a URL can carry credentials (a Slack webhook URL *is* one).
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use reqwest::header::RETRY_AFTER;
 
+use super::SenderError;
 use super::outcome::{
     AttemptOutcome, Failure, RESPONSE_EXCERPT_BYTES, classify_status, parse_retry_after,
 };
-use super::{Attempt, SenderError, render};
-use crate::config::{HttpTarget, SignatureScheme, Target};
-use crate::signing;
-use crate::templates::TemplateSet;
+use super::request::{OutboundRequest, USER_AGENT};
+use crate::config::StatusSet;
 
-/// `user-agent` on every outbound request.
-pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
-
-pub struct HttpSender {
+/// The HTTP client every http and slack target shares (one connection pool).
+pub struct HttpClient {
     client: reqwest::Client,
 }
 
-impl HttpSender {
+impl HttpClient {
     pub fn new() -> Result<Self, SenderError> {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(USER_AGENT)
-            .pool_idle_timeout(std::time::Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .map_err(|e| SenderError::HttpClient(e.to_string()))?;
-        Ok(HttpSender { client })
+        Ok(HttpClient { client })
     }
 
-    pub async fn send(
+    /// Send `request` within `timeout`; a status is delivered when 2xx,
+    /// retried when in `retry_on`, else permanent (DESIGN.md section 5).
+    pub async fn execute(
         &self,
-        target: &Target,
-        http: &HttpTarget,
-        templates: &TemplateSet,
-        attempt: &Attempt<'_>,
+        request: OutboundRequest,
+        timeout: Duration,
+        retry_on: &StatusSet,
     ) -> AttemptOutcome {
-        let body = match render_body(target, http, templates, attempt) {
-            Ok(body) => body,
-            Err(failure) => return failure.into(),
-        };
-        let mut request = self
-            .client
-            .request(http.method.clone(), http.url.clone())
-            .timeout(target.timeout);
-        // Custom headers first: hookgate's own headers below win over them.
-        for (name, value) in &http.headers {
-            request = request.header(name, value);
-        }
-        request = request
-            .header(CONTENT_TYPE, http.content_type.clone())
-            .header("x-hookgate-event-id", attempt.event_id)
-            .header("x-hookgate-delivery-id", attempt.delivery_id)
-            .header("x-hookgate-attempt", attempt.number)
-            .header("x-hookgate-route", attempt.route);
-        if let Some(secret) = &http.secret {
-            match http.signature.scheme {
-                SignatureScheme::Outrival => {
-                    let sig = signing::sign_hex(secret.expose().as_bytes(), &body);
-                    request = request.header(&http.signature.header, sig);
-                }
-            }
-        }
         let started = Instant::now();
-        let response = match request.body(body).send().await {
+        let response = match self
+            .client
+            .request(request.method, request.url)
+            .headers(request.headers)
+            .timeout(timeout)
+            .body(request.body)
+            .send()
+            .await
+        {
             Ok(r) => r,
             Err(e) => return transport_failure(&e, started).into(),
         };
         let status = response.status().as_u16();
-        let Some(class) = classify_status(status, &target.retry.retry_on) else {
+        let Some(class) = classify_status(status, retry_on) else {
             return AttemptOutcome::delivered(Some(status));
         };
         let retry_after = response
@@ -96,17 +74,6 @@ impl HttpSender {
             .with_excerpt(excerpt)
             .into()
     }
-}
-
-fn render_body(
-    target: &Target,
-    http: &HttpTarget,
-    templates: &TemplateSet,
-    attempt: &Attempt<'_>,
-) -> Result<Bytes, Failure> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
-    render::http_body(http, templates, attempt.body, &vars).map_err(Failure::render_error)
 }
 
 /// A request that got no response: always retryable.

@@ -2,6 +2,11 @@
 //!
 //! The line carries the ids, route and attempt, and the event itself as JSON.
 //! hookgate's own logs go to stderr, so stdout holds only these lines.
+//!
+//! A file is opened for appending and kept open. Before each line hookgate
+//! checks that the path still names the file it holds; when logrotate (or
+//! anyone) moved it away or replaced it, the path is opened afresh, so
+//! move-and-create rotation works without `copytruncate` or a signal.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,8 +23,21 @@ use crate::config::{LogTarget, Target};
 #[derive(Default)]
 pub struct LogSender {
     /// Open append handles by path; one lock per file keeps lines whole.
-    files: Mutex<HashMap<PathBuf, Arc<Mutex<tokio::fs::File>>>>,
+    files: Mutex<HashMap<PathBuf, Arc<Mutex<Option<OpenLog>>>>>,
     stdout: Mutex<()>,
+}
+
+/// An open log file and the identity (device, inode) it had when opened.
+struct OpenLog {
+    file: tokio::fs::File,
+    id: FileId,
+}
+
+type FileId = (u64, u64);
+
+fn file_id(meta: &std::fs::Metadata) -> FileId {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
 }
 
 #[derive(Serialize)]
@@ -100,29 +118,36 @@ impl LogSender {
     }
 
     async fn write_file(&self, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-        let file = {
-            let mut files = self.files.lock().await;
-            match files.get(path) {
-                Some(f) => f.clone(),
-                None => {
-                    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                        tokio::fs::create_dir_all(dir).await?;
-                    }
-                    let f = tokio::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(path)
-                        .await?;
-                    let f = Arc::new(Mutex::new(f));
-                    files.insert(path.to_path_buf(), f.clone());
-                    f
-                }
-            }
+        let slot = self
+            .files
+            .lock()
+            .await
+            .entry(path.to_path_buf())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        // Rotated away (moved, deleted, replaced): the path names another file now.
+        let current = tokio::fs::metadata(path).await.ok().map(|m| file_id(&m));
+        let log = match slot.as_mut() {
+            Some(log) if Some(log.id) == current => log,
+            _ => slot.insert(open_append(path).await?),
         };
-        let mut file = file.lock().await;
-        file.write_all(bytes).await?;
-        file.flush().await
+        log.file.write_all(bytes).await?;
+        log.file.flush().await
     }
+}
+
+async fn open_append(path: &Path) -> std::io::Result<OpenLog> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await?;
+    let id = file_id(&file.metadata().await?);
+    Ok(OpenLog { file, id })
 }
 
 #[cfg(test)]

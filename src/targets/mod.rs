@@ -1,15 +1,17 @@
 //! Targets: sending one attempt of one delivery, and saying how it went.
 //!
-//! [`Senders`] holds what outlives a single attempt (the HTTP client, open log
-//! files) and dispatches by target kind. Each attempt reads the target's
-//! *current* config (URL, secret, headers, templates), handed in by the caller;
-//! only the body, ids and route come frozen from the stored delivery.
+//! [`Senders`] holds what outlives a single attempt (the shared HTTP client,
+//! open log files) and dispatches by target kind in one `match`. Each attempt
+//! reads the target's *current* config (URL, secret, headers, templates),
+//! handed in by the caller; only the body, ids and route come frozen from the
+//! stored delivery.
 //!
-//! - [`http`]: the original bytes (or a template), re-signed, `x-hookgate-*` headers.
+//! - [`request`]: what an http or slack attempt puts on the wire, built once
+//!   for the sender and for `hookgate route`.
+//! - [`http`]: the shared client that sends such a request and classifies the answer.
 //! - [`log`]: one JSON line per delivery to stdout or a file.
-//! - [`render`]: what each kind sends, rendered (shared with `hookgate route`).
-//! - Slack and email targets are configured and validated, but not sent yet
-//!   by this build: their deliveries stay pending (nothing is dropped).
+//! - [`render`]: bodies, Slack messages and emails rendered from templates.
+//! - [`outcome`]: what an attempt came to, and "should this be retried?".
 //!
 //! Never imports `queue`, `delivery` or `ingress`.
 
@@ -17,6 +19,9 @@ pub mod http;
 pub mod log;
 pub mod outcome;
 pub mod render;
+pub mod request;
+
+use std::time::SystemTime;
 
 use bytes::Bytes;
 
@@ -48,21 +53,24 @@ pub enum SenderError {
 
 /// The long-lived state of every target kind.
 pub struct Senders {
-    http: http::HttpSender,
+    http: http::HttpClient,
     log: log::LogSender,
 }
 
 impl Senders {
     pub fn new() -> Result<Self, SenderError> {
         Ok(Senders {
-            http: http::HttpSender::new()?,
+            http: http::HttpClient::new()?,
             log: log::LogSender::default(),
         })
     }
 
     /// Whether this build can send to targets of this kind.
     pub fn supports(target: &Target) -> bool {
-        matches!(target.kind, TargetKind::Http(_) | TargetKind::Log(_))
+        matches!(
+            target.kind,
+            TargetKind::Http(_) | TargetKind::Slack(_) | TargetKind::Log(_)
+        )
     }
 
     /// Make one attempt to `target` (its current config).
@@ -73,13 +81,54 @@ impl Senders {
         attempt: &Attempt<'_>,
     ) -> AttemptOutcome {
         match &target.kind {
-            TargetKind::Http(http) => self.http.send(target, http, templates, attempt).await,
+            TargetKind::Http(http) => {
+                let sent_at = crate::clock::unix_seconds(SystemTime::now());
+                match request::http_request(target, http, templates, attempt, sent_at) {
+                    Ok(req) => {
+                        self.http
+                            .execute(req, target.timeout, &target.retry.retry_on)
+                            .await
+                    }
+                    Err(e) => Failure::render_error(e).into(),
+                }
+            }
+            TargetKind::Slack(slack) => {
+                match request::slack_request(target, slack, templates, attempt) {
+                    Ok(req) => slack_outcome(
+                        self.http
+                            .execute(req, target.timeout, &target.retry.retry_on)
+                            .await,
+                    ),
+                    Err(e) => Failure::render_error(e).into(),
+                }
+            }
             TargetKind::Log(log) => self.log.send(target, log, attempt).await,
-            TargetKind::Slack(_) | TargetKind::Email(_) => Failure::retryable(format!(
+            TargetKind::Email(_) => Failure::retryable(format!(
                 "{} targets are not supported by this build",
                 target.kind_name()
             ))
             .into(),
         }
+    }
+}
+
+/// Slack answers a refusal with a short error code as its body
+/// (`invalid_payload`, `channel_not_found`, `no_service`, …): name it in the
+/// error, so `last_error` says what to fix. The status decides the class
+/// as for any HTTP target: 429 and 5xx retry, other 4xx are permanent.
+fn slack_outcome(outcome: AttemptOutcome) -> AttemptOutcome {
+    match outcome {
+        AttemptOutcome::Failed(mut f) => {
+            let code = f.response_excerpt.as_deref().map(str::trim).filter(|c| {
+                !c.is_empty()
+                    && c.len() <= 64
+                    && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            });
+            if let Some(code) = code {
+                f.error = format!("Slack answered {}: {code}", f.error);
+            }
+            AttemptOutcome::Failed(f)
+        }
+        delivered => delivered,
     }
 }

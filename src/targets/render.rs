@@ -53,7 +53,9 @@ pub fn http_body(
     Ok(Bytes::from(rendered))
 }
 
-/// The JSON a Slack incoming webhook receives: `text` and/or `blocks`.
+/// The JSON a Slack incoming webhook receives: `text` (always: it is the
+/// notification fallback when there are blocks), `blocks`, and the
+/// `username` / `icon_emoji` overrides when set.
 pub fn slack_message(
     slack: &SlackTarget,
     templates: &TemplateSet,
@@ -61,11 +63,15 @@ pub fn slack_message(
     vars: &DeliveryVars<'_>,
 ) -> Result<Value, String> {
     let mut message = serde_json::Map::new();
-    if let Some(text) = slack.text {
-        let text = templates
-            .render(text, payload, vars)
-            .map_err(|e| e.to_string())?;
-        message.insert("text".into(), Value::String(text));
+    let text = templates
+        .render(slack.text, payload, vars)
+        .map_err(|e| e.to_string())?;
+    message.insert("text".into(), Value::String(text));
+    if let Some(username) = &slack.username {
+        message.insert("username".into(), Value::String(username.clone()));
+    }
+    if let Some(icon) = &slack.icon_emoji {
+        message.insert("icon_emoji".into(), Value::String(icon.clone()));
     }
     if let Some(blocks) = &slack.blocks {
         let blocks = templates

@@ -12,6 +12,8 @@ mod binary;
 mod delivery;
 mod engine;
 mod ingress;
+mod log_target;
 mod pressure;
 mod routing;
+mod slack;
 mod store_sqlite;

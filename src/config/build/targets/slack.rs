@@ -1,35 +1,61 @@
 //! `kind: slack` targets: an incoming-webhook URL (the credential itself,
-//! never shown), a `text` template and/or `blocks` whose strings are templates.
+//! never shown), a `text` template (a default one when absent), optional
+//! `blocks` whose strings are templates, and optional `username` / `icon_emoji`.
 
-use super::super::super::model::SlackTarget;
+use super::super::super::model::{DEFAULT_SLACK_TEXT, SlackTarget};
 use super::super::super::node::{Node, NodeValue};
 use super::super::super::secret::Secret;
 use super::super::ctx::{Ctx, Fields, Problem, child, index};
 use super::not_a_template;
 use crate::templates::{Escape, JsonTemplate};
 
-pub(super) const KEYS: &[&str] = &["webhook_url", "text", "blocks"];
+pub(super) const KEYS: &[&str] = &["webhook_url", "text", "blocks", "username", "icon_emoji"];
 
 pub(super) fn slack(cx: &mut Ctx<'_>, f: &Fields<'_>) -> Option<SlackTarget> {
     let webhook_url = f.req(cx, "webhook_url", webhook_url);
-    let text = f.opt(cx, "text", |cx, n, p| cx.template(n, p, Escape::None));
+    let text = match f.get("text") {
+        Some(_) => f.opt(cx, "text", |cx, n, p| cx.template(n, p, Escape::None)),
+        // The built-in text compiles; a failure here would be hookgate's bug.
+        None => match cx.templates.add(DEFAULT_SLACK_TEXT, Escape::None) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                cx.error(f.node, &f.path("text"), format!("default text: {e}"));
+                None
+            }
+        },
+    };
     let blocks = f.opt(cx, "blocks", blocks);
-    if !f.has("text") && !f.has("blocks") {
-        cx.error_help(
-            f.node,
-            &f.path("text"),
-            "a slack target needs `text` or `blocks`",
-            "add e.g. `text: \"{{ event }} from {{ companionId }}\"`",
-        );
-        return None;
-    }
-    if f.has("text") != text.is_some() || f.has("blocks") != blocks.is_some() {
+    let username = f
+        .opt(cx, "username", |cx, n, p| cx.string(n, p))
+        .filter(|s| !s.is_empty());
+    let icon_emoji = f.opt(cx, "icon_emoji", icon_emoji);
+    if f.has("blocks") != blocks.is_some() || f.has("icon_emoji") != icon_emoji.is_some() {
         return None; // reported
     }
     Some(SlackTarget {
         webhook_url: webhook_url?,
-        text,
+        text: text?,
         blocks,
+        username,
+        icon_emoji,
+    })
+}
+
+/// `icon_emoji: ":telephone:"`: Slack's emoji-name form, colons included.
+fn icon_emoji(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<String> {
+    cx.parse(node, path, |s| {
+        let name = s.strip_prefix(':').and_then(|s| s.strip_suffix(':'));
+        match name {
+            Some(n)
+                if !n.is_empty()
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '+')) =>
+            {
+                Ok(s.to_owned())
+            }
+            _ => Err(Problem::new(format!("`{s}` is not a Slack emoji name"))
+                .help("write it between colons, e.g. `:telephone_receiver:`")),
+        }
     })
 }
 

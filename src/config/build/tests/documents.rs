@@ -426,7 +426,6 @@ fn slack_blocks_and_templates() {
     let TargetKind::Slack(s) = &config.targets[0].kind else {
         panic!()
     };
-    assert!(s.text.is_none());
     let blocks = s.blocks.as_ref().unwrap();
     let payload = json!({"type": "VOICE"});
     let vars = crate::templates::DeliveryVars {
@@ -438,6 +437,17 @@ fn slack_blocks_and_templates() {
         received_at: "now",
         attempt: 1,
     };
+    // No `text` in the file: the built-in text, with end-user text escaped.
+    let event = json!({"event": "status-changed", "type": "SMS", "companionId": "c<!channel>",
+        "data": {"status": "ended", "endedReason": "customer-ended-call"}});
+    assert_eq!(
+        config.templates.render(s.text, &event, &vars).unwrap(),
+        "status-changed SMS chat c&lt;!channel&gt;: status ended, reason customer-ended-call"
+    );
+    assert_eq!(
+        config.templates.render(s.text, &json!({}), &vars).unwrap(),
+        "event  chat -: status -, reason -"
+    );
     let rendered = config
         .templates
         .render_json(blocks, &payload, &vars)
@@ -492,7 +502,7 @@ fn literal_dollar_brace_is_escaped() {
     };
     let out = config
         .templates
-        .render(s.text.unwrap(), &json!({"amount": 5}), &vars)
+        .render(s.text, &json!({"amount": 5}), &vars)
         .unwrap();
     assert_eq!(out, "costs $5");
 }

@@ -186,7 +186,7 @@ fn slack_and_email_errors() {
     check(vec![
         (with_target("{ kind: slack, text: hi }"), 4, "{", "targets.t.webhook_url", "`webhook_url` is required", None),
         (with_target("{ kind: slack, webhook_url: 'hooks/T0/SECRET', text: hi }"), 4, "'hooks", "targets.t.webhook_url", "not a valid http(s) URL (value not shown)", None),
-        (with_target("{ kind: slack, webhook_url: 'https://h' }"), 4, "{", "targets.t.text", "needs `text` or `blocks`", None),
+        (with_target("{ kind: slack, webhook_url: 'https://h', icon_emoji: phone }"), 4, "phone", "targets.t.icon_emoji", "not a Slack emoji name", Some("between colons")),
         (with_target("{ kind: slack, webhook_url: 'https://h', blocks: [{ text: { text: '{{ x | nope }}' } }] }"), 4, "'{{", "targets.t.blocks[0].text.text", "invalid template", None),
         (with_target("{ kind: slack, webhook_url: 'https://h', text: '{% if %}' }"), 4, "'{%", "targets.t.text", "invalid template", None),
         (email(", to: []").replace("to: [a@b.c], ", ""), 4, "[]", "targets.t.to", "`to` needs at least one address", None),
@@ -306,7 +306,7 @@ sources:
   - { name: s, path: in, verify: { scheme: github } }
 targets:
   a: { kind: http }
-  b: { kind: slack, webhook_url: 'https://h' }
+  b: { kind: slack, webhook_url: 'https://h', icon_emoji: x }
 routes:
   - { name: r, match: { event: { regx: x } }, targets: [a, c] }
   - { name: r, any: [], targets: [b] }
@@ -322,7 +322,7 @@ unmatched: [z]
             (4, "sources[0].path"),
             (4, "sources[0].verify.scheme"),
             (6, "targets.a.url"),
-            (7, "targets.b.text"),
+            (7, "targets.b.icon_emoji"),
             (9, "routes[0].match.event.regx"),
             (9, "routes[0].targets[1]"),
             (10, "routes[1].name"),
