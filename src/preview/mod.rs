@@ -266,10 +266,21 @@ fn sends(
             headers.push(("x-hookgate-attempt".into(), attempt.number.to_string()));
             headers.push(("x-hookgate-route".into(), attempt.route.to_owned()));
             if let Some(secret) = &http.secret {
-                headers.push((
-                    http.signature.header.to_string(),
-                    crate::signing::sign_hex(secret.expose().as_bytes(), &body),
-                ));
+                match http.signature.scheme {
+                    crate::config::SignatureScheme::Outrival => headers.push((
+                        http.signature.header.to_string(),
+                        crate::signing::sign_hex(secret.expose(), &body),
+                    )),
+                    crate::config::SignatureScheme::StandardWebhooks => headers.extend(
+                        crate::signing::standard_webhooks::headers(
+                            secret.expose(),
+                            attempt.delivery_id,
+                            attempt.received_at_ms / 1000,
+                            &body,
+                        )
+                        .map(|(name, value)| (name.to_owned(), value)),
+                    ),
+                }
             }
             Send::Http {
                 method: http.method.to_string(),

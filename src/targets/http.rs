@@ -65,8 +65,21 @@ impl HttpSender {
         if let Some(secret) = &http.secret {
             match http.signature.scheme {
                 SignatureScheme::Outrival => {
-                    let sig = signing::sign_hex(secret.expose().as_bytes(), &body);
+                    let sig = signing::sign_hex(secret.expose(), &body);
                     request = request.header(&http.signature.header, sig);
+                }
+                SignatureScheme::StandardWebhooks => {
+                    // Send time, not the event's: a retry hours later must
+                    // pass the receiver's 5-minute tolerance.
+                    let now = SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                    let id = attempt.delivery_id;
+                    for (name, value) in
+                        signing::standard_webhooks::headers(secret.expose(), id, now, &body)
+                    {
+                        request = request.header(name, value);
+                    }
                 }
             }
         }

@@ -14,4 +14,5 @@ mod engine;
 mod ingress;
 mod pressure;
 mod routing;
+mod schemes;
 mod store_sqlite;
