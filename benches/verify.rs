@@ -6,7 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use hookgate::config::{Secret, VerifyConfig, VerifyScheme};
+use hookgate::config::{SigningKey, VerifyConfig, VerifyScheme};
 use hookgate::signing::sign_hex;
 use hookgate::verify::{OUTRIVAL_HEADER, verify};
 
@@ -29,11 +29,14 @@ fn bench(c: &mut Criterion) {
         for secrets in [vec![SECRET], vec!["an-older-secret-0123456789", SECRET]] {
             let config = VerifyConfig {
                 scheme: VerifyScheme::Outrival,
-                secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
+                secrets: secrets
+                    .iter()
+                    .map(|s| SigningKey::new(s.as_bytes()))
+                    .collect(),
             };
             let id = BenchmarkId::new(format!("{}_secrets", secrets.len()), name);
             group.bench_with_input(id, body, |b, body| {
-                b.iter(|| verify(&config, &headers, black_box(body)))
+                b.iter(|| verify(&config, &headers, black_box(body), 0))
             });
         }
     }

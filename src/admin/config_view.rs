@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::clock::format_rfc3339_ms;
 use crate::config::{
-    Backoff, BodyMode, Condition, FieldMatch, FieldTest, Target, TargetKind, VerifyScheme,
+    Backoff, BodyMode, Condition, FieldMatch, FieldTest, SignatureScheme, Target, TargetKind,
     redacted_url,
 };
 use crate::snapshot::Snapshot;
@@ -21,10 +21,7 @@ pub fn render(snapshot: &Snapshot) -> Value {
                 "name": s.name,
                 "path": s.path,
                 "verify": {
-                    "scheme": match s.verify.scheme {
-                        VerifyScheme::Outrival => "outrival",
-                        VerifyScheme::None => "none",
-                    },
+                    "scheme": s.verify.scheme.name(),
                     "secrets": vec![REDACTED; s.verify.secrets.len()],
                 },
                 "schema": format!("{:?}", s.schema).to_lowercase(),
@@ -88,7 +85,15 @@ fn target(t: &Target) -> Value {
             "url": redacted_url(&h.url),
             "method": h.method.as_str(),
             "secret": h.secret.as_ref().map(|_| REDACTED),
-            "signature_header": h.signature.header.as_str(),
+            "signature_scheme": match h.signature.scheme {
+                SignatureScheme::Outrival => "outrival",
+                SignatureScheme::StandardWebhooks => "standard-webhooks",
+            },
+            // standard-webhooks' header names are fixed; only outrival's is configurable.
+            "signature_header": match h.signature.scheme {
+                SignatureScheme::Outrival => Some(h.signature.header.as_str()),
+                SignatureScheme::StandardWebhooks => None,
+            },
             "headers": h.headers.iter().map(|(k, _)| (k.as_str().to_owned(), json!(REDACTED))).collect::<serde_json::Map<_, _>>(),
             "body": match h.body { BodyMode::Original => "original", BodyMode::Template(_) => "template" },
         }),

@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue, Method};
 use regex::Regex;
 
-use super::secret::Secret;
+use super::secret::{Secret, SigningKey};
 use crate::templates::{JsonTemplate, TemplateRef, TemplateSet};
 
 /// One loaded configuration file, fully validated.
@@ -156,15 +156,33 @@ pub struct Source {
 pub enum VerifyScheme {
     /// `x-signature`: hex HMAC-SHA256 of the raw body.
     Outrival,
+    /// `x-hub-signature-256: sha256=<hex>` of the raw body.
+    Github,
+    /// `webhook-id`, `webhook-timestamp`, `webhook-signature: v1,<base64>`
+    /// over `id.timestamp.body`, within 5 minutes of now.
+    StandardWebhooks,
     /// No verification (for trusted networks and tests).
     None,
+}
+
+impl VerifyScheme {
+    /// The scheme's name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            VerifyScheme::Outrival => "outrival",
+            VerifyScheme::Github => "github",
+            VerifyScheme::StandardWebhooks => "standard-webhooks",
+            VerifyScheme::None => "none",
+        }
+    }
 }
 
 #[derive(Debug)]
 pub struct VerifyConfig {
     pub scheme: VerifyScheme,
-    /// Non-empty secrets; any one may match. Empty for `scheme: none`.
-    pub secrets: Vec<Secret>,
+    /// The keys of the non-empty secrets (decoded for `standard-webhooks`);
+    /// any one may match. Empty for `scheme: none`.
+    pub secrets: Vec<SigningKey>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,8 +229,9 @@ pub enum TargetKind {
 pub struct HttpTarget {
     pub url: reqwest::Url,
     pub method: Method,
-    /// Re-signing secret (its UTF-8 bytes); `None`: no signature header.
-    pub secret: Option<Secret>,
+    /// Re-signing key: the secret's UTF-8 bytes for `outrival`, its decoded
+    /// `whsec_` base64 for `standard-webhooks`; `None`: no signature headers.
+    pub secret: Option<SigningKey>,
     pub signature: SignatureConfig,
     /// Extra headers; values are secrets (never logged).
     pub headers: Vec<(HeaderName, HeaderValue)>,
@@ -222,13 +241,18 @@ pub struct HttpTarget {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureScheme {
-    /// Lowercase hex HMAC-SHA256 of the exact body sent.
+    /// Lowercase hex HMAC-SHA256 of the exact body sent, in `header`.
     Outrival,
+    /// `webhook-id` (the delivery id), `webhook-timestamp` (send time) and
+    /// `webhook-signature`, computed afresh on every attempt.
+    StandardWebhooks,
 }
 
 #[derive(Debug, Clone)]
 pub struct SignatureConfig {
     pub scheme: SignatureScheme,
+    /// Where the `outrival` signature goes; `standard-webhooks` does not use
+    /// it (its header names are fixed, and the config refuses `header`).
     pub header: HeaderName,
 }
 

@@ -1,7 +1,8 @@
-//! A string that must never reach a log line, an error body or `/admin/config`.
+//! Values that must never reach a log line, an error body or `/admin/config`:
+//! a [`Secret`] string and a [`SigningKey`]'s bytes.
 //!
 //! `Debug` and `Display` print `<redacted>`; the value is read only through
-//! [`Secret::expose`], so every place that uses a secret is easy to find.
+//! `expose`, so every place that uses a secret is easy to find.
 
 use std::fmt;
 
@@ -36,6 +37,36 @@ impl fmt::Display for Secret {
     }
 }
 
+/// The bytes an HMAC is keyed with, decided once at load: a raw secret's
+/// UTF-8 bytes (`outrival`, `github`), or the decoded base64 of a
+/// `whsec_<base64>` secret (`standard-webhooks`). Nothing downstream decodes
+/// anything; signing code takes [`SigningKey::expose`] as it is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey(Vec<u8>);
+
+impl SigningKey {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        SigningKey(bytes.into())
+    }
+
+    /// The key bytes. Call only where a MAC is computed, never to format them.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -46,6 +77,9 @@ mod tests {
         assert_eq!(format!("{s}"), "<redacted>");
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(s.expose(), "hunter2-very-secret");
+        let k = SigningKey::new(b"hunter2-key".to_vec());
+        assert_eq!(format!("{k} {k:?}"), "<redacted> <redacted>");
+        assert_eq!(k.expose(), b"hunter2-key");
     }
 }
 

@@ -50,7 +50,9 @@ impl IngressError {
             IngressError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngressError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             IngressError::BodyAborted => StatusCode::BAD_REQUEST,
-            IngressError::Verify(VerifyError::InvalidSignature) => StatusCode::FORBIDDEN,
+            IngressError::Verify(
+                VerifyError::InvalidSignature | VerifyError::TimestampOutOfTolerance(_),
+            ) => StatusCode::FORBIDDEN,
             IngressError::Verify(_) => StatusCode::UNAUTHORIZED,
             IngressError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngressError::InvalidJson(_) | IngressError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
@@ -71,10 +73,12 @@ impl IngressError {
             IngressError::Verify(VerifyError::MissingSignature(_)) => {
                 RequestOutcome::MissingSignature
             }
-            IngressError::Verify(VerifyError::MalformedSignature(_)) => {
+            IngressError::Verify(VerifyError::MalformedSignature(..)) => {
                 RequestOutcome::MalformedSignature
             }
-            IngressError::Verify(VerifyError::InvalidSignature) => RequestOutcome::InvalidSignature,
+            IngressError::Verify(
+                VerifyError::InvalidSignature | VerifyError::TimestampOutOfTolerance(_),
+            ) => RequestOutcome::InvalidSignature,
             IngressError::RateLimited { .. } => RequestOutcome::RateLimited,
             IngressError::InvalidJson(_) => RequestOutcome::InvalidJson,
             IngressError::InvalidEvent(_) => RequestOutcome::InvalidEvent,

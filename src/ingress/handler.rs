@@ -18,10 +18,11 @@ use warp::reply::Response;
 use super::Ingress;
 use super::body::read_limited;
 use super::conn::RequestStart;
+use super::dedupe::dedupe_key;
 use super::error::IngressError;
 use crate::event::{DecodeError, decode};
 use crate::metrics::{self, RequestOutcome};
-use crate::queue::{Backlog, DedupeKey, Enqueued, NewDelivery, NewEvent, StoreError};
+use crate::queue::{Backlog, Enqueued, NewDelivery, NewEvent, StoreError};
 use crate::rules::UNMATCHED_ROUTE;
 
 /// How long a client is asked to wait when the queue cannot take the event.
@@ -47,30 +48,6 @@ struct Accepted<'a> {
 struct AcceptedDelivery<'a> {
     target: &'a str,
     id: Uuid,
-}
-
-/// The dedupe key of an event: sha256 of the source name and the raw body,
-/// fresh for `dedupe.window` (`None` when the window is 0).
-fn dedupe_key(
-    config: &crate::config::Config,
-    source: &str,
-    body: &[u8],
-    received_at_ms: i64,
-) -> Option<DedupeKey> {
-    use sha2::{Digest, Sha256};
-    let window = config.dedupe.window;
-    if window.is_zero() {
-        return None;
-    }
-    let mut hash = Sha256::new();
-    hash.update(source.as_bytes());
-    hash.update([0u8]); // no source name is a prefix of another's key
-    hash.update(body);
-    Some(DedupeKey {
-        key: hash.finalize().into(),
-        expires_at_ms: received_at_ms
-            .saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX)),
-    })
 }
 
 /// Handle one request to a webhook path; errors become section 4 answers in
@@ -134,7 +111,10 @@ where
     )
     .await?;
 
-    crate::verify::verify(&source.verify, &inbound.headers, &body)?;
+    // One reading of the clock: the Standard Webhooks tolerance is checked
+    // against the same instant the event is stamped with.
+    let received_at_ms = state.clock.now_ms();
+    crate::verify::verify(&source.verify, &inbound.headers, &body, received_at_ms)?;
 
     let event =
         decode(&body, source.schema, source.strict, &snapshot.fields).map_err(|e| match e {
@@ -166,12 +146,11 @@ where
                 .to_owned(),
         })
         .collect();
-    let received_at_ms = state.clock.now_ms();
     let new_event = NewEvent {
         id: event_id,
         source: source.name.clone(),
         received_at_ms,
-        dedupe: dedupe_key(config, &source.name, &body, received_at_ms),
+        dedupe: dedupe_key(config, source, &inbound.headers, &body, received_at_ms),
         limits: Some(Backlog {
             deliveries: config.queue.max_pending,
             bytes: config.queue.max_bytes,

@@ -7,6 +7,7 @@
 //!
 //! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop.
 //! - [`body`]: reading a body under `max_body_bytes` and the read deadline.
+//! - [`dedupe`]: which requests count as the same event (section 3's key).
 //! - [`handler`]: the steps above in DESIGN.md section 4's order.
 //! - [`error`]: every refusal and the one place it becomes an HTTP answer.
 //!
@@ -16,6 +17,7 @@
 
 mod body;
 pub mod conn;
+mod dedupe;
 pub mod error;
 mod handler;
 

@@ -15,7 +15,7 @@ use http::header::{CONTENT_TYPE, USER_AGENT as USER_AGENT_HEADER};
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use super::{Attempt, render};
-use crate::config::{HttpTarget, Secret, SignatureScheme, SlackTarget, Target};
+use crate::config::{HttpTarget, SignatureScheme, SigningKey, SlackTarget, Target};
 use crate::signing;
 use crate::templates::TemplateSet;
 
@@ -122,16 +122,31 @@ fn insert_ids(headers: &mut HeaderMap, attempt: &Attempt<'_>) {
 fn sign(
     headers: &mut HeaderMap,
     http: &HttpTarget,
-    secret: &Secret,
-    _attempt: &Attempt<'_>,
-    _sent_at_unix: i64,
+    key: &SigningKey,
+    attempt: &Attempt<'_>,
+    sent_at_unix: i64,
     body: &[u8],
 ) {
     match http.signature.scheme {
         SignatureScheme::Outrival => {
-            let sig = signing::sign_hex(secret.expose().as_bytes(), body);
+            let sig = signing::sign_hex(key.expose(), body);
             if let Ok(v) = HeaderValue::from_str(&sig) {
                 headers.insert(http.signature.header.clone(), v);
+            }
+        }
+        // Signed at send time, not acceptance: a retry hours later must pass
+        // the receiver's 5-minute tolerance.
+        SignatureScheme::StandardWebhooks => {
+            let signed = signing::standard_webhooks::headers(
+                key.expose(),
+                attempt.delivery_id,
+                sent_at_unix,
+                body,
+            );
+            for (name, value) in signed {
+                if let Ok(v) = HeaderValue::from_str(&value) {
+                    headers.insert(HeaderName::from_static(name), v);
+                }
             }
         }
     }

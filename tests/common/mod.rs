@@ -101,6 +101,25 @@ sources:
     )
 }
 
+/// Like [`config_yaml`], but with the given `sources:` list items (indented
+/// by two spaces, as list entries) instead of the one outrival source.
+pub fn config_yaml_sources(dir: &Path, sources: &str, rest: &str) -> String {
+    format!(
+        r#"version: 1
+server:
+  listen: 127.0.0.1:0
+  read_timeout: 2s
+  shutdown_timeout: 5s
+admin:
+  listen: 127.0.0.1:0
+queue:
+  path: {queue}
+sources:
+{sources}{rest}"#,
+        queue = dir.join("queue.db").display()
+    )
+}
+
 /// An in-process gateway on ephemeral loopback ports.
 pub struct Gateway {
     pub addr: SocketAddr,

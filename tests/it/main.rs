@@ -15,5 +15,6 @@ mod ingress;
 mod log_target;
 mod pressure;
 mod routing;
+mod schemes;
 mod slack;
 mod store_sqlite;

@@ -8,6 +8,7 @@
 
 mod contradictions;
 mod ctx;
+mod keys;
 mod retry;
 mod routes;
 mod scalars;

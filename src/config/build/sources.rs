@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use super::super::env;
 use super::super::model::{Schema, Source, VerifyConfig, VerifyScheme};
 use super::super::node::{Node, NodeValue};
-use super::super::secret::Secret;
 use super::ctx::{Ctx, Pos, index};
+use super::keys::{KeyFormat, signing_key};
 use super::values::{NAME_HELP, is_valid_name, rate_limit};
 
 const SOURCE_KEYS: &[&str] = &["name", "path", "verify", "schema", "strict", "rate_limit"];
 const SCHEMES: &[&str] = &["outrival", "github", "standard-webhooks", "none"];
 
-/// Shorter verify secrets get a warning.
+/// Shorter verify keys get a warning.
 const MIN_SECRET_BYTES: usize = 16;
 
 pub(super) fn sources(cx: &mut Ctx<'_>, node: Option<&Node>, root: &Node) -> Vec<Source> {
@@ -122,21 +122,19 @@ pub(super) fn sources(cx: &mut Ctx<'_>, node: Option<&Node>, root: &Node) -> Vec
 fn verify(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<VerifyConfig> {
     let f = cx.fields(node, path, &["scheme", "secrets"])?;
     // Absent: `outrival`; present but invalid: `None` (reported).
-    let scheme = f
-        .opt(cx, "scheme", |cx, n, p| {
-            let s = cx.choice(n, p, SCHEMES)?;
-            if matches!(s, "github" | "standard-webhooks") {
-                cx.error_help(
-                    n,
-                    p,
-                    format!("verify scheme `{s}` is not supported yet by this build"),
-                    "use `outrival` or `none`",
-                );
-                return None;
-            }
-            Some(s)
-        })
-        .or((!f.has("scheme")).then_some("outrival"));
+    let scheme = match f.get("scheme") {
+        Some(n) => cx.choice(n, &f.path("scheme"), SCHEMES).map(|s| match s {
+            "github" => VerifyScheme::Github,
+            "standard-webhooks" => VerifyScheme::StandardWebhooks,
+            "none" => VerifyScheme::None,
+            _ => VerifyScheme::Outrival,
+        }),
+        None => Some(VerifyScheme::Outrival),
+    };
+    let format = match scheme {
+        Some(VerifyScheme::StandardWebhooks) => KeyFormat::Whsec,
+        _ => KeyFormat::Raw,
+    };
     let secrets_path = f.path("secrets");
     let mut secrets = Vec::new();
     let mut vars = Vec::new();
@@ -157,58 +155,70 @@ fn verify(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<VerifyConfig> {
         if text.value.is_empty() {
             continue; // empty entries are dropped (an unset `${OLD:-}`)
         }
-        if text.unresolved.is_empty() && text.value.len() < MIN_SECRET_BYTES {
-            cx.warn_help(
-                item,
-                &p,
-                format!("verify secret is shorter than {MIN_SECRET_BYTES} bytes"),
-                "use a long random secret, e.g. `openssl rand -hex 32`",
-            );
-        }
-        secrets.push(Secret::new(text.value));
-    }
-    match scheme {
-        Some("none") => {
-            if !items.is_empty() {
-                let at: Pos = f.get("secrets").map_or(node.into(), Pos::from);
-                cx.error_help(
-                    at,
-                    &secrets_path,
-                    "`scheme: none` does not use secrets",
-                    "remove `secrets`, or choose a verifying scheme",
-                );
-                return None;
-            }
-            Some(VerifyConfig {
-                scheme: VerifyScheme::None,
-                secrets: Vec::new(),
-            })
-        }
-        Some("outrival") => {
-            if ok && secrets.is_empty() {
-                let at: Pos = f.get("secrets").map_or(node.into(), Pos::from);
-                let help = if vars.is_empty() {
-                    "add a secret, e.g. `secrets: [\"${OUTRIVAL_WEBHOOK_SECRET}\"]`".to_owned()
-                } else {
-                    let names: Vec<_> = vars.iter().map(|v| format!("`{v}`")).collect();
+        let Some(key) = signing_key(cx, item, &p, &text, format) else {
+            ok = false;
+            continue;
+        };
+        // Measured on the key itself: a `whsec_` secret's string is longer
+        // than the key it encodes.
+        if text.unresolved.is_empty() && key.expose().len() < MIN_SECRET_BYTES {
+            let (message, help) = match format {
+                KeyFormat::Raw => (
+                    format!("verify secret is shorter than {MIN_SECRET_BYTES} bytes"),
+                    "use a long random secret, e.g. `openssl rand -hex 32`",
+                ),
+                KeyFormat::Whsec => (
                     format!(
-                        "set {} to the webhook secret (it is empty or unset)",
-                        names.join(" or ")
-                    )
-                };
-                cx.error_help(
-                    at,
-                    &secrets_path,
-                    "verify scheme `outrival` needs at least one non-empty secret",
-                    help,
-                );
-                return None;
-            }
-            ok.then_some(VerifyConfig {
-                scheme: VerifyScheme::Outrival,
-                secrets,
-            })
+                        "verify secret's key is shorter than {MIN_SECRET_BYTES} bytes once decoded"
+                    ),
+                    "use a key of 24 to 64 random bytes, as the Standard Webhooks spec advises",
+                ),
+            };
+            cx.warn_help(item, &p, message, help);
         }
-        _ => None,
+        secrets.push(key);
     }
+    let scheme = scheme?;
+    if scheme == VerifyScheme::None {
+        if !items.is_empty() {
+            let at: Pos = f.get("secrets").map_or(node.into(), Pos::from);
+            cx.error_help(
+                at,
+                &secrets_path,
+                "`scheme: none` does not use secrets",
+                "remove `secrets`, or choose a verifying scheme",
+            );
+            return None;
+        }
+        return Some(VerifyConfig {
+            scheme,
+            secrets: Vec::new(),
+        });
+    }
+    if ok && secrets.is_empty() {
+        let at: Pos = f.get("secrets").map_or(node.into(), Pos::from);
+        let help = if !vars.is_empty() {
+            let names: Vec<_> = vars.iter().map(|v| format!("`{v}`")).collect();
+            format!(
+                "set {} to the webhook secret (it is empty or unset)",
+                names.join(" or ")
+            )
+        } else if scheme == VerifyScheme::StandardWebhooks {
+            "add the sender's secret, e.g. `secrets: [\"${WEBHOOK_SECRET}\"]` holding `whsec_...`"
+                .to_owned()
+        } else {
+            "add a secret, e.g. `secrets: [\"${OUTRIVAL_WEBHOOK_SECRET}\"]`".to_owned()
+        };
+        cx.error_help(
+            at,
+            &secrets_path,
+            format!(
+                "verify scheme `{}` needs at least one non-empty secret",
+                scheme.name()
+            ),
+            help,
+        );
+        return None;
+    }
+    ok.then_some(VerifyConfig { scheme, secrets })
 }

@@ -7,9 +7,11 @@ use http::{HeaderName, HeaderValue, Method};
 
 use super::super::super::model::{BodyMode, HttpTarget, SignatureConfig, SignatureScheme};
 use super::super::super::node::Node;
-use super::super::super::secret::Secret;
-use super::super::ctx::{Ctx, Fields, Problem, child};
+use super::super::super::secret::SigningKey;
+use super::super::ctx::{Ctx, Fields, Pos, Problem, child};
+use super::super::keys::{KeyFormat, signing_key};
 use super::not_a_template;
+use crate::signing::standard_webhooks;
 use crate::templates::Escape;
 
 pub(super) const KEYS: &[&str] = &[
@@ -43,18 +45,17 @@ pub(super) fn http(cx: &mut Ctx<'_>, f: &Fields<'_>) -> Option<HttpTarget> {
             })
         })
         .unwrap_or(Method::POST);
-    let secret = f
-        .opt(cx, "secret", |cx, n, p| cx.string(n, p))
-        .filter(|s| !s.is_empty())
-        .map(Secret::new);
     let signature = match f.get("signature") {
         Some(n) => signature(cx, n, &f.path("signature")),
         None => Some(default_signature()),
     };
-    let headers = match (f.get("headers"), &signature) {
-        (Some(n), Some(sig)) => headers(cx, n, &f.path("headers"), &sig.header),
-        (Some(n), None) => headers(cx, n, &f.path("headers"), &default_signature().header),
-        (None, _) => Some(Vec::new()),
+    let secret = secret(cx, f, signature.as_ref().map(|s| s.scheme));
+    let headers = match f.get("headers") {
+        Some(n) => {
+            let reserved = signature_headers(signature.as_ref().unwrap_or(&default_signature()));
+            headers(cx, n, &f.path("headers"), &reserved)
+        }
+        None => Some(Vec::new()),
     };
     let body = body(cx, f);
     let content_type = f
@@ -68,7 +69,7 @@ pub(super) fn http(cx: &mut Ctx<'_>, f: &Fields<'_>) -> Option<HttpTarget> {
     Some(HttpTarget {
         url: url?,
         method,
-        secret,
+        secret: secret?,
         signature: signature?,
         headers: headers?,
         body: body?,
@@ -113,30 +114,79 @@ fn default_signature() -> SignatureConfig {
 
 fn signature(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<SignatureConfig> {
     let f = cx.fields(node, path, &["scheme", "header"])?;
-    let scheme = f.opt(cx, "scheme", |cx, n, p| {
-        let s = cx.choice(n, p, &["outrival", "standard-webhooks"])?;
-        if s == "standard-webhooks" {
+    let scheme = match f.get("scheme") {
+        Some(n) => match cx.choice(n, &f.path("scheme"), &["outrival", "standard-webhooks"])? {
+            "standard-webhooks" => SignatureScheme::StandardWebhooks,
+            _ => SignatureScheme::Outrival,
+        },
+        None => SignatureScheme::Outrival,
+    };
+    let header = match (f.get("header"), scheme) {
+        (Some(n), SignatureScheme::Outrival) => header_name(cx, n, &f.path("header"))?,
+        (Some(_), SignatureScheme::StandardWebhooks) => {
+            let at: Pos = f.entry("header").map_or(node.into(), |(k, _)| k.into());
             cx.error_help(
-                n,
-                p,
-                "signature scheme `standard-webhooks` is not supported yet by this build",
-                "use `scheme: outrival`",
+                at,
+                &f.path("header"),
+                "`header` is only used with `scheme: outrival`",
+                "remove `header`: standard-webhooks always sends `webhook-id`, \
+                 `webhook-timestamp` and `webhook-signature`",
             );
             return None;
         }
-        Some(SignatureScheme::Outrival)
-    });
-    if f.has("scheme") && scheme.is_none() {
-        return None;
-    }
-    let header = match f.get("header") {
-        Some(n) => header_name(cx, n, &f.path("header"))?,
-        None => default_signature().header,
+        (None, _) => default_signature().header,
     };
-    Some(SignatureConfig {
-        scheme: SignatureScheme::Outrival,
-        header,
-    })
+    Some(SignatureConfig { scheme, header })
+}
+
+/// `secret`: the re-signing key, in the form the scheme wants. Outer `None`:
+/// an error was reported; inner `None`: no signature.
+fn secret(
+    cx: &mut Ctx<'_>,
+    f: &Fields<'_>,
+    scheme: Option<SignatureScheme>,
+) -> Option<Option<SigningKey>> {
+    let path = f.path("secret");
+    let text = match f.get("secret") {
+        Some(n) => Some((n, cx.text(n, &path)?)),
+        None => None,
+    };
+    let text = text.filter(|(_, t)| !t.value.is_empty());
+    match (scheme, text) {
+        (Some(SignatureScheme::StandardWebhooks), Some((n, t))) => {
+            signing_key(cx, n, &path, &t, KeyFormat::Whsec).map(Some)
+        }
+        (Some(SignatureScheme::StandardWebhooks), None) => {
+            // Signing is what the scheme is for: a missing secret is a
+            // mistake (an unset variable, usually), not "send unsigned".
+            let at: Pos = f.get("secret").map_or(f.node.into(), Pos::from);
+            cx.error_help(
+                at,
+                &path,
+                "signature scheme `standard-webhooks` needs a non-empty `secret`",
+                "set `secret` to the receiver's `whsec_...` secret, or remove `signature` \
+                 to send unsigned requests",
+            );
+            None
+        }
+        (_, Some((n, t))) => signing_key(cx, n, &path, &t, KeyFormat::Raw).map(Some),
+        (_, None) => Some(None),
+    }
+}
+
+/// The headers the signature scheme sets, which `headers` may not set.
+fn signature_headers(signature: &SignatureConfig) -> Vec<HeaderName> {
+    match signature.scheme {
+        SignatureScheme::Outrival => vec![signature.header.clone()],
+        SignatureScheme::StandardWebhooks => [
+            standard_webhooks::ID_HEADER,
+            standard_webhooks::TIMESTAMP_HEADER,
+            standard_webhooks::SIGNATURE_HEADER,
+        ]
+        .into_iter()
+        .map(HeaderName::from_static)
+        .collect(),
+    }
 }
 
 fn header_name(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<HeaderName> {
@@ -151,7 +201,7 @@ fn headers(
     cx: &mut Ctx<'_>,
     node: &Node,
     path: &str,
-    signature_header: &HeaderName,
+    signature_headers: &[HeaderName],
 ) -> Option<Vec<(HeaderName, HeaderValue)>> {
     let map = cx.any_map(node, path)?;
     let mut out = Vec::with_capacity(map.entries.len());
@@ -169,7 +219,7 @@ fn headers(
         let lower = name.as_str();
         if RESERVED_HEADERS.contains(&lower)
             || lower.starts_with("x-hookgate-")
-            || lower == signature_header.as_str()
+            || signature_headers.contains(&name)
         {
             let help = if lower == "content-type" {
                 "use `content_type` instead"

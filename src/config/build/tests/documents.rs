@@ -335,12 +335,15 @@ unmatched: [h, s, e]
 
     let Loaded { config, warnings } = load_with(yaml, true, &none).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    assert_eq!(config.sources[0].verify.secrets[0].expose(), "${NOT_SET_1}");
+    assert_eq!(
+        config.sources[0].verify.secrets[0].expose(),
+        b"${NOT_SET_1}"
+    );
     assert_eq!(config.server.listen.to_string(), "0.0.0.0:8080");
     let TargetKind::Http(h) = &config.targets[0].kind else {
         panic!()
     };
-    assert_eq!(h.secret.as_ref().unwrap().expose(), "${CRM_SECRET}");
+    assert_eq!(h.secret.as_ref().unwrap().expose(), b"${CRM_SECRET}");
     assert_eq!(h.headers[0].1.to_str().unwrap(), "Bearer ${TOKEN}");
     let TargetKind::Slack(s) = &config.targets[1].kind else {
         panic!()

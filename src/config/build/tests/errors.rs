@@ -120,8 +120,12 @@ fn source_errors() {
         (two("{ name: s, path: /in, verify: { scheme: none } }", "{ name: s, path: /in2, verify: { scheme: none } }"), 4, "s,", "sources[1].name", "duplicate source name `s`", None),
         (two("{ name: s, path: /in, verify: { scheme: none } }", "{ name: t, path: /in, verify: { scheme: none } }"), 4, "/in", "sources[1].path", "duplicate source path `/in`", None),
         (source("{ name: s, path: /in }"), 3, "{", "sources[0].verify", "`verify` is required", None),
-        (source("{ name: s, path: /in, verify: { scheme: github, secrets: [aaaaaaaaaaaaaaaaaaaa] } }"), 3, "github", "sources[0].verify.scheme", "verify scheme `github` is not supported yet by this build", Some("use `outrival` or `none`")),
-        (source("{ name: s, path: /in, verify: { scheme: standard-webhooks, secrets: [aaaaaaaaaaaaaaaaaaaa] } }"), 3, "standard-webhooks", "sources[0].verify.scheme", "verify scheme `standard-webhooks` is not supported yet by this build", None),
+        (source("{ name: s, path: /in, verify: { scheme: gihtub, secrets: [aaaaaaaaaaaaaaaaaaaa] } }"), 3, "gihtub", "sources[0].verify.scheme", "expected one of `outrival`, `github`, `standard-webhooks`, `none`", Some("did you mean `github`?")),
+        (source("{ name: s, path: /in, verify: { scheme: github } }"), 3, "{ scheme", "sources[0].verify.secrets", "verify scheme `github` needs at least one non-empty secret", None),
+        (source("{ name: s, path: /in, verify: { scheme: standard-webhooks, secrets: [] } }"), 3, "[]", "sources[0].verify.secrets", "verify scheme `standard-webhooks` needs at least one non-empty secret", Some("whsec_")),
+        (source("{ name: s, path: /in, verify: { scheme: standard-webhooks, secrets: [MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw] } }"), 3, "MfKQ", "sources[0].verify.secrets[0]", "must start with `whsec_` (value not shown)", Some("put `whsec_` in front")),
+        (source("{ name: s, path: /in, verify: { scheme: standard-webhooks, secrets: [whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, 'whsec_not base64!'] } }"), 3, "'whsec_not", "sources[0].verify.secrets[1]", "the part after `whsec_` is not standard base64 (value not shown)", Some("copied whole")),
+        (source("{ name: s, path: /in, verify: { scheme: standard-webhooks, secrets: [whsec_] } }"), 3, "whsec_", "sources[0].verify.secrets[0]", "the part after `whsec_` is empty", Some("openssl rand -base64 32")),
         (source("{ name: s, path: /in, verify: { scheme: outrival, secrets: ['${UNSET_SECRET:-}', ''] } }"), 3, "['", "sources[0].verify.secrets", "needs at least one non-empty secret", Some("`UNSET_SECRET`")),
         (source("{ name: s, path: /in, verify: { scheme: outrival } }"), 3, "{ scheme", "sources[0].verify.secrets", "needs at least one non-empty secret", None),
         (source("{ name: s, path: /in, verify: { scheme: none, secrets: [abc] } }"), 3, "[abc]", "sources[0].verify.secrets", "`scheme: none` does not use secrets", None),
@@ -164,7 +168,13 @@ fn http_target_errors() {
         (with_target("{ kind: http, url: 'ftp://x.example' }"), 4, "'ftp", "targets.t.url", "must be an http:// or https:// URL", None),
         (with_target("{ kind: http, url: 'https://x.example/{{ id }}' }"), 4, "'https", "targets.t.url", "`url` is not a template", None),
         (with_target("{ kind: http, url: 'https://x', method: 'GE T' }"), 4, "'GE T'", "targets.t.method", "invalid HTTP method `GE T`", None),
-        (with_target("{ kind: http, url: 'https://x', signature: { scheme: standard-webhooks } }"), 4, "standard-webhooks", "targets.t.signature.scheme", "signature scheme `standard-webhooks` is not supported yet by this build", None),
+        (with_target("{ kind: http, url: 'https://x', signature: { scheme: standard-webhooks } }"), 4, "{", "targets.t.secret", "signature scheme `standard-webhooks` needs a non-empty `secret`", Some("`whsec_...`")),
+        (with_target("{ kind: http, url: 'https://x', secret: '${UNSET_SECRET:-}', signature: { scheme: standard-webhooks } }"), 4, "'${", "targets.t.secret", "needs a non-empty `secret`", None),
+        (with_target("{ kind: http, url: 'https://x', secret: plain-secret-0123456789, signature: { scheme: standard-webhooks } }"), 4, "plain-secret", "targets.t.secret", "must start with `whsec_`", None),
+        (with_target("{ kind: http, url: 'https://x', secret: 'whsec_%%%%', signature: { scheme: standard-webhooks } }"), 4, "'whsec_", "targets.t.secret", "is not standard base64 (value not shown)", None),
+        (with_target("{ kind: http, url: 'https://x', secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, signature: { scheme: standard-webhooks, header: x-sig } }"), 4, "header", "targets.t.signature.header", "`header` is only used with `scheme: outrival`", Some("remove `header`")),
+        (with_target("{ kind: http, url: 'https://x', secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, signature: { scheme: standard-webhooks }, headers: { Webhook-Id: x } }"), 4, "Webhook-Id", "targets.t.headers.Webhook-Id", "cannot be set in `headers`", Some("sets this header itself")),
+        (with_target("{ kind: http, url: 'https://x', signature: { scheme: hmac } }"), 4, "hmac", "targets.t.signature.scheme", "expected one of `outrival`, `standard-webhooks`", None),
         (with_target("{ kind: http, url: 'https://x', signature: { header: 'bad header' } }"), 4, "'bad", "targets.t.signature.header", "invalid header name", None),
         (with_target("{ kind: http, url: 'https://x', headers: { 'bad header': v } }"), 4, "'bad", "targets.t.headers.bad header", "invalid header name `bad header`", None),
         (with_target("{ kind: http, url: 'https://x', headers: { Content-Type: text/plain } }"), 4, "Content-Type", "targets.t.headers.Content-Type", "cannot be set in `headers`", Some("use `content_type`")),
@@ -320,7 +330,7 @@ unmatched: [z]
             (2, "server.listen"),
             (2, "server.read_timeout"),
             (4, "sources[0].path"),
-            (4, "sources[0].verify.scheme"),
+            (4, "sources[0].verify.secrets"),
             (6, "targets.a.url"),
             (7, "targets.b.icon_emoji"),
             (9, "routes[0].match.event.regx"),
@@ -350,6 +360,8 @@ fn secrets_never_appear_in_diagnostics() {
                 "S3" => "http://TOPSECRET3@:bad",
                 "S4" => "TOPSECRET4",
                 "S5" => "TOPSECRET5://x",
+                "S6" => "whsec_TOPSECRET8!!",
+                "S7" => "TOPSECRET9",
                 _ => return None,
             }
             .to_owned(),
@@ -363,12 +375,14 @@ targets:
   s: { kind: slack, webhook_url: '${S2}', text: hi }
   e: { kind: email, smtp: { host: m, password: '${S4}' }, from: a@b.c, to: [a@b.c], subject: s, body: b }
   u: { kind: http, url: 'https://user:TOPSECRET6@x.example/?token=TOPSECRET7', method: 'G T' }
-unmatched: [h, s, e, u]
+  w: { kind: http, url: 'https://x.example', secret: '${S6}', signature: { scheme: standard-webhooks } }
+  v: { kind: http, url: 'https://x.example', secret: '${S7}', signature: { scheme: standard-webhooks } }
+unmatched: [h, s, e, u, w, v]
 ";
     let err = load_with(yaml, false, &lookup).unwrap_err();
     let text = err.to_string();
     let n = err.errors().count();
-    assert!(n >= 6, "{text}");
+    assert!(n >= 8, "{text}");
     assert!(!text.contains("TOPSECRET"), "{text}");
     let all: Vec<&Diagnostic> = err.diagnostics.iter().collect();
     assert!(

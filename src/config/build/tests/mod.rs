@@ -1,10 +1,11 @@
 //! Whole-document tests of the loader: DESIGN.md's example, defaults,
 //! warnings, environment handling and secrecy. This file holds the shared
 //! helpers and DESIGN.md's example; `documents.rs` the other valid documents,
-//! `errors.rs` the error cases.
+//! `errors.rs` the error cases, `schemes.rs` the signing schemes.
 
 mod documents;
 mod errors;
+mod schemes;
 
 use std::path::Path;
 use std::time::Duration;
@@ -201,7 +202,7 @@ fn design_example_loads() {
     assert_eq!(s.verify.secrets.len(), 1, "the empty OLD secret is dropped");
     assert_eq!(
         s.verify.secrets[0].expose(),
-        "whsec-outrival-0123456789abcdef"
+        b"whsec-outrival-0123456789abcdef"
     );
     assert_eq!(s.schema, Schema::Outrival);
     assert!(!s.strict);
@@ -249,7 +250,7 @@ fn design_example_loads() {
     assert_eq!(http.method, Method::POST);
     assert_eq!(
         http.secret.as_ref().unwrap().expose(),
-        "crm-secret-0123456789abcdef"
+        b"crm-secret-0123456789abcdef"
     );
     assert_eq!(http.signature.scheme, SignatureScheme::Outrival);
     assert_eq!(http.signature.header.as_str(), "x-signature");

@@ -1,8 +1,20 @@
 //! HMAC signatures and their header formats. Pure functions, no I/O.
 //!
-//! The `outrival` scheme is the provider's own: `x-signature` is the hex of
-//! HMAC-SHA256(secret, raw body bytes). hookgate sends lowercase hex and accepts
-//! either case inbound. Comparisons are constant-time (`Mac::verify_slice`).
+//! Three schemes, all HMAC-SHA256:
+//!
+//! - `outrival` (this file), the provider's own: `x-signature` is the hex of
+//!   HMAC-SHA256(secret, raw body bytes). hookgate sends lowercase hex and
+//!   accepts either case inbound.
+//! - [`github`]: `x-hub-signature-256: sha256=<hex>` over the raw body.
+//! - [`standard_webhooks`]: `webhook-signature: v1,<base64>` over
+//!   `"{webhook-id}.{webhook-timestamp}.{body}"`, keyed with a `whsec_` secret.
+//!
+//! Keys are bytes: a raw secret's UTF-8 bytes, or a `whsec_` secret already
+//! decoded by the config loader. Comparisons are constant-time and every key is
+//! tried, so timing reveals neither the signature nor which key matched.
+
+pub mod github;
+pub mod standard_webhooks;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -24,8 +36,8 @@ pub fn sign_hex(secret: &[u8], body: &[u8]) -> String {
 /// Why a signature header could not be checked or did not match.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
-    /// Not hex, or not 32 bytes of it.
-    #[error("signature is not a 64-digit hex string")]
+    /// Not in the scheme's format (not hex, no `sha256=`, no `v1,` entry...).
+    #[error("signature is not in the expected format")]
     Malformed,
     /// Well-formed, but no secret produces it.
     #[error("signature does not match")]
