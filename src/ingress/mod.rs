@@ -2,12 +2,13 @@
 //!
 //! ```text
 //! conn (accept, caps, timing) -> filter (warp) -> handler:
-//!   source lookup -> body -> verify -> decode -> route -> enqueue -> 202
+//!   source lookup -> body -> verify -> rate limit -> decode -> route -> enqueue -> 202
 //! ```
 //!
 //! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop.
 //! - [`body`]: reading a body under `max_body_bytes` and the read deadline.
 //! - [`handler`]: the steps above in DESIGN.md section 4's order.
+//! - [`limits`]: the per-source rate limits, checked after the signature.
 //! - [`error`]: every refusal and the one place it becomes an HTTP answer.
 //!
 //! Source paths are looked up in the live snapshot per request, so a reload
@@ -18,6 +19,7 @@ mod body;
 pub mod conn;
 pub mod error;
 mod handler;
+pub mod limits;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -31,11 +33,14 @@ use conn::RequestStart;
 use error::{IngressError, error_response};
 use handler::Inbound;
 
-/// What the webhook handler needs: the live config, the store, the clock.
+/// What the webhook handler needs: the live config, the store, the clock,
+/// and the sources' rate limiters (kept here, not in the snapshot, so a
+/// reload can keep their budgets).
 pub struct Ingress {
     pub live: LiveConfig,
     pub store: Arc<dyn DeliveryStore>,
     pub clock: Arc<dyn Clock>,
+    pub limits: limits::SourceLimits,
 }
 
 /// The warp filter for every webhook request.
