@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -19,6 +19,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When the request (headers and body) had arrived.
+    pub at: Instant,
 }
 
 impl Received {
@@ -120,6 +122,7 @@ impl Sink {
                             path: path.as_str().to_owned(),
                             headers,
                             body,
+                            at: Instant::now(),
                         });
                         let answer = s
                             .script

@@ -12,6 +12,7 @@ mod binary;
 mod delivery;
 mod engine;
 mod ingress;
+mod limits;
 mod pressure;
 mod routing;
 mod store_sqlite;
