@@ -13,6 +13,7 @@
 //! | [`signing`] | HMAC sign/verify and header formats (leaf, pure) |
 //! | [`metrics`] | metric names and typed helpers (leaf) |
 //! | [`clock`] | wall-clock milliseconds behind a trait (leaf) |
+//! | [`rate_limit`] | a GCRA limiter built from a `rate_limit` (leaf) |
 //! | [`verify`] | inbound source verification, built on `signing` (pure) |
 //! | [`event`] | decoding a verified body: JSON object, depth, schema (pure) |
 //! | [`rules`] | routes compiled into a [`rules::RoutePlan`]; event → deliveries (pure) |
@@ -38,6 +39,7 @@ pub mod ingress;
 pub mod metrics;
 pub mod preview;
 pub mod queue;
+pub mod rate_limit;
 pub mod rules;
 pub mod signing;
 pub mod snapshot;
@@ -135,6 +137,7 @@ pub async fn run_with_clock(
         max_connections: config.server.max_connections,
         read_timeout: config.server.read_timeout,
     };
+    let source_limits = ingress::limits::SourceLimits::new(&config.sources);
     let live = snapshot::live(Snapshot::new(config, clock.now_ms()));
     let stop = CancellationToken::new();
 
@@ -142,6 +145,7 @@ pub async fn run_with_clock(
         live: live.clone(),
         store: store.clone(),
         clock: clock.clone(),
+        limits: source_limits,
     });
     let ingress_addr = local_addr(&listeners.ingress);
     let admin_listen = listeners

@@ -18,6 +18,7 @@ pub const QUEUE_EVENTS_COMMITTED_TOTAL: &str = "hookgate_queue_events_committed_
 pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
+pub const RATE_LIMITED_TOTAL: &str = "hookgate_rate_limited_total";
 
 /// Seconds: from a fast local receiver to the longest sensible timeout.
 const DURATION_BUCKETS: &[f64] = &[
@@ -130,4 +131,11 @@ pub fn queue_backlog(deliveries: u64, bytes: u64) {
 /// dead letters can be alerted on and delivered ones seen until pruned).
 pub fn queue_depth(target: &str, state: &'static str, n: u64) {
     metrics::gauge!(QUEUE_DEPTH, "target" => target.to_owned(), "state" => state).set(n as f64);
+}
+
+/// Count `waits` times that `target`'s worker had to wait for its rate limit
+/// (a cell was not free at once). Called with 0 when the worker starts, so a
+/// limited target's series exists before its first wait.
+pub fn rate_limited(target: &str, waits: u64) {
+    metrics::counter!(RATE_LIMITED_TOTAL, "target" => target.to_owned()).increment(waits);
 }

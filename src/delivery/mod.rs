@@ -4,12 +4,14 @@
 //! to. A worker claims due deliveries from the store (a lease per claim),
 //! attempts them through [`crate::targets::Senders`] using the target's
 //! *current* config, and records the outcome: delivered, retry at T
-//! ([`retry`]), or dead with a reason.
+//! ([`retry`]), or dead with a reason. A target's circuit breaker ([`gate`])
+//! and rate limit ([`limits`]) decide when its worker may claim.
 //!
 //! Never imports `ingress`.
 
 mod attempt;
 pub mod gate;
+pub mod limits;
 mod retention;
 pub mod retry;
 pub mod worker;

@@ -1,12 +1,18 @@
 //! One worker per target: claim due deliveries, attempt them under the
-//! target's concurrency cap, record each outcome.
+//! target's concurrency cap and rate limit, record each outcome.
 //!
 //! The worker claims only as many deliveries as it has free permits, so a dead
 //! target holds at most `concurrency` deliveries in memory and never delays
-//! another target's worker. Before claiming it asks the target's [`Gate`]:
-//! an open circuit or a `Retry-After` pause means nothing is claimed at all.
+//! another target's worker. A rate-limited target first takes a cell of its
+//! budget ([`TargetLimits`]), then claims: its backlog waits in the store.
+//! Before claiming the worker asks the target's [`Gate`]: an open circuit or
+//! a `Retry-After` pause means nothing is claimed at all.
 //! When nothing is due it sleeps until the earliest due time or until the
 //! store signals new work — it never polls.
+//!
+//! The gate and the limits are the target's runtime state, built from its
+//! config here; a reload would keep them and hand them the new settings
+//! ([`Gate::set_settings`], [`TargetLimits::apply`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt;
 use super::gate::{Admission, Gate, Signal};
+use super::limits::TargetLimits;
 use crate::clock::Clock;
 use crate::metrics;
 use crate::queue::DeliveryStore;
@@ -40,14 +47,15 @@ pub struct WorkerContext {
 /// are left to the caller's deadline (see [`super::Dispatcher::shutdown`]).
 pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToken) {
     let wake: Arc<Notify> = ctx.store.work_signal().subscribe(&target);
-    let (concurrency, breaker) = {
+    let (concurrency, breaker, rate_limit) = {
         let snapshot = ctx.live.load();
         match snapshot.config.target_by_name(&target) {
-            Some(t) => (t.concurrency, t.circuit_breaker),
+            Some(t) => (t.concurrency, t.circuit_breaker, t.rate_limit),
             None => return,
         }
     };
     let permits = Arc::new(Semaphore::new(concurrency));
+    let mut limits = TargetLimits::new(&target, rate_limit);
     let gate = Arc::new(TargetGate {
         gate: Mutex::new(Gate::new(breaker)),
         changed: Notify::new(),
@@ -60,12 +68,35 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             () = stop.cancelled() => break,
         };
+        if limits.is_limited() {
+            // A cell spent on a claim that finds nothing is budget lost:
+            // take one only when something is due.
+            match ctx.store.next_due(&target).await {
+                Ok(Some(due)) if due <= ctx.clock.now_ms() => {}
+                Ok(_) => {
+                    drop(permit);
+                    limits.went_idle();
+                    idle(&ctx, &target, &wake, &stop).await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::error!(%target, error = %e, "cannot read the next due time");
+                    drop(permit);
+                    sleep_or_stop(STORE_ERROR_BACKOFF, &stop).await;
+                    continue;
+                }
+            }
+            if !limits.first_cell(&stop).await {
+                break;
+            }
+        }
         let admission = gate.lock().admit(ctx.clock.now_ms());
         let limit = match admission {
-            Admission::Open => permits.available_permits() + 1,
+            Admission::Open => limits.claim_size(permits.available_permits() + 1),
             Admission::Probe => 1,
             Admission::WaitUntil(until) => {
-                // Paused or open: claim nothing, spend no attempts.
+                // Paused or open: claim nothing, spend no attempts (a rate
+                // cell taken above is spent: one each time we look again).
                 drop(permit);
                 tokio::select! {
                     () = ctx.clock.sleep_until(until) => {}
@@ -99,6 +130,7 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
                 continue;
             }
         };
+        limits.claimed(limit, claims.len());
         if claims.is_empty() {
             if admission == Admission::Probe {
                 gate.lock().probe_unused();

@@ -1,7 +1,8 @@
 //! The webhook handler: one request through the first half of the pipeline.
 //!
 //! source lookup (404/405) → body under limit and deadline (413/408) →
-//! verify (401/403) → decode (400) → route → enqueue (durable) → 202.
+//! verify (401/403) → source rate limit (429) → decode (400) → route →
+//! enqueue (durable) → 202.
 //! The order is DESIGN.md section 4's; nothing here does network I/O beyond
 //! answering, and the store call is the only await that can take long.
 
@@ -115,6 +116,8 @@ where
     // against the same instant the event is stamped with.
     let received_at_ms = state.clock.now_ms();
     crate::verify::verify(&source.verify, &inbound.headers, &body, received_at_ms)?;
+    // Only authentic requests spend the source's budget.
+    state.limits.check(&source.name)?;
 
     let event =
         decode(&body, source.schema, source.strict, &snapshot.fields).map_err(|e| match e {

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! conn (accept, caps, timing) -> filter (warp) -> handler:
-//!   source lookup -> body -> verify -> decode -> route -> enqueue -> 202
+//!   source lookup -> body -> verify -> rate limit -> decode -> route -> enqueue -> 202
 //! ```
 //!
 //! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop.
 //! - [`body`]: reading a body under `max_body_bytes` and the read deadline.
 //! - [`dedupe`]: which requests count as the same event (section 3's key).
 //! - [`handler`]: the steps above in DESIGN.md section 4's order.
+//! - [`limits`]: the per-source rate limits, checked after the signature.
 //! - [`error`]: every refusal and the one place it becomes an HTTP answer.
 //!
 //! Source paths are looked up in the live snapshot per request, so a reload
@@ -20,6 +21,7 @@ pub mod conn;
 mod dedupe;
 pub mod error;
 mod handler;
+pub mod limits;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,11 +35,14 @@ use conn::RequestStart;
 use error::{IngressError, error_response};
 use handler::Inbound;
 
-/// What the webhook handler needs: the live config, the store, the clock.
+/// What the webhook handler needs: the live config, the store, the clock,
+/// and the sources' rate limiters (kept here, not in the snapshot, so a
+/// reload can keep their budgets).
 pub struct Ingress {
     pub live: LiveConfig,
     pub store: Arc<dyn DeliveryStore>,
     pub clock: Arc<dyn Clock>,
+    pub limits: limits::SourceLimits,
 }
 
 /// The warp filter for every webhook request.

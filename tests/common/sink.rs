@@ -19,7 +19,7 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
-    /// When it arrived (for rate and ordering checks).
+    /// When the request (headers and body) had arrived.
     pub at: Instant,
 }
 

@@ -12,6 +12,7 @@ mod binary;
 mod delivery;
 mod engine;
 mod ingress;
+mod limits;
 mod log_target;
 mod pressure;
 mod routing;

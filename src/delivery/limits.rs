@@ -1,0 +1,238 @@
+//! A target's delivery rate limit (`targets.*.rate_limit`), as its worker
+//! uses it: a cell of the target's GCRA budget is taken *before* a delivery
+//! is claimed from the store.
+//!
+//! So a limited target's waiting deliveries stay in the store (never in
+//! memory, never dropped), at most about `concurrency` of them are claimed
+//! at a time, and retries and replays, which the same worker claims, spend
+//! the same budget. A worker that has to wait for a cell counts it in
+//! `hookgate_rate_limited_total{target}`; the wait is a timer on the
+//! worker's own task, so no other target is held up.
+//!
+//! Claims are sized to the cells free right now, and grow only while the
+//! backlog keeps them full: a cell spent on a claim that finds nothing is
+//! budget lost, so after a short claim, or after going idle, the worker asks
+//! for one cell at a time again.
+//!
+//! [`TargetLimits`] is built from the target's config and owned by its
+//! worker; [`TargetLimits::apply`] is the seam for a reload, which keeps the
+//! budget when the limit is unchanged.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RateLimit;
+use crate::metrics;
+use crate::rate_limit::Limiter;
+
+/// The largest claim a limited target grows to (the free concurrency
+/// permits and the cells free at once cap it long before, in practice).
+const MAX_BATCH: usize = 1_024;
+
+/// One target's rate limit state, owned by its worker.
+#[derive(Debug)]
+pub struct TargetLimits {
+    target: String,
+    limiter: Option<Limiter>,
+    /// How many cells the next claim may take at most.
+    batch: usize,
+}
+
+impl TargetLimits {
+    /// The limits of `target` as configured (`None`: unlimited).
+    pub fn new(target: &str, limit: Option<RateLimit>) -> TargetLimits {
+        if limit.is_some() {
+            metrics::rate_limited(target, 0);
+        }
+        TargetLimits {
+            target: target.to_owned(),
+            limiter: limit.map(Limiter::new),
+            batch: 1,
+        }
+    }
+
+    /// Take the target's limit from a new config. An unchanged limit keeps
+    /// its limiter and budget; a changed one starts with its budget spent,
+    /// so the change itself never lets an extra burst out.
+    pub fn apply(&mut self, limit: Option<RateLimit>) {
+        self.limiter = match (self.limiter.take(), limit) {
+            (Some(kept), Some(new)) if kept.limit() == new => Some(kept),
+            (Some(_), Some(new)) => Some(Limiter::spent(new)),
+            (None, Some(new)) => {
+                metrics::rate_limited(&self.target, 0);
+                Some(Limiter::new(new))
+            }
+            (_, None) => None,
+        };
+    }
+
+    /// Whether deliveries must take a cell before they are claimed.
+    pub fn is_limited(&self) -> bool {
+        self.limiter.is_some()
+    }
+
+    /// Wait until a cell is free and take it. False if `stop` came first
+    /// (nothing taken). Unlimited: true at once.
+    pub async fn first_cell(&self, stop: &CancellationToken) -> bool {
+        let Some(limiter) = &self.limiter else {
+            return true;
+        };
+        let mut counted = false;
+        loop {
+            let wait = match limiter.try_take() {
+                Ok(()) => return true,
+                Err(wait) => wait,
+            };
+            if !counted {
+                counted = true;
+                metrics::rate_limited(&self.target, 1);
+                tracing::debug!(target = %self.target, ?wait, "waiting for the target's rate limit");
+            }
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stop.cancelled() => return false,
+            }
+        }
+    }
+
+    /// After [`first_cell`](Self::first_cell): how many deliveries to claim
+    /// now, at most `limit` (the free permits), taking one more cell for
+    /// each beyond the first, as far as cells are free without waiting.
+    /// Unlimited: `limit`.
+    pub fn claim_size(&self, limit: usize) -> usize {
+        let Some(limiter) = &self.limiter else {
+            return limit;
+        };
+        let want = limit.min(self.batch).max(1);
+        let mut cells = 1;
+        while cells < want && limiter.try_take().is_ok() {
+            cells += 1;
+        }
+        cells
+    }
+
+    /// A claim for `asked` deliveries brought `got`: grow the next claim
+    /// while the backlog fills them, start again from one when it did not.
+    pub fn claimed(&mut self, asked: usize, got: usize) {
+        self.batch = if got >= asked {
+            self.batch.saturating_mul(2).min(MAX_BATCH)
+        } else {
+            1
+        };
+    }
+
+    /// Nothing was due: the next burst of work starts with a claim of one.
+    pub fn went_idle(&mut self) {
+        self.batch = 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    fn limit(per_second: u32, burst: u32) -> Option<RateLimit> {
+        Some(RateLimit { per_second, burst })
+    }
+
+    #[tokio::test]
+    async fn unlimited_never_waits_and_claims_every_free_permit() {
+        let limits = TargetLimits::new("t", None);
+        assert!(!limits.is_limited());
+        assert!(limits.first_cell(&CancellationToken::new()).await);
+        assert_eq!(limits.claim_size(8), 8);
+    }
+
+    #[tokio::test]
+    async fn claims_grow_while_full_and_fall_back_to_one() {
+        let mut limits = TargetLimits::new("t", limit(1, 100));
+        let stop = CancellationToken::new();
+        let mut sizes = Vec::new();
+        for _ in 0..5 {
+            assert!(limits.first_cell(&stop).await);
+            let n = limits.claim_size(8);
+            sizes.push(n);
+            limits.claimed(n, n);
+        }
+        assert_eq!(sizes, [1, 2, 4, 8, 8], "capped by the free permits");
+        assert!(limits.first_cell(&stop).await);
+        let n = limits.claim_size(8);
+        limits.claimed(n, 3);
+        assert!(limits.first_cell(&stop).await);
+        assert_eq!(
+            limits.claim_size(8),
+            1,
+            "a short claim starts again from one"
+        );
+        limits.claimed(1, 1);
+        limits.went_idle();
+        assert!(limits.first_cell(&stop).await);
+        assert_eq!(limits.claim_size(8), 1, "so does going idle");
+    }
+
+    #[tokio::test]
+    async fn a_claim_takes_only_the_cells_free_now() {
+        let mut limits = TargetLimits::new("t", limit(1, 3));
+        limits.batch = 8;
+        let stop = CancellationToken::new();
+        assert!(limits.first_cell(&stop).await);
+        assert_eq!(limits.claim_size(8), 3, "the burst, no more");
+        let started = Instant::now();
+        tokio::time::timeout(Duration::from_millis(50), limits.first_cell(&stop))
+            .await
+            .expect_err("the budget is spent: the next cell is a second away");
+        assert!(started.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[tokio::test]
+    async fn waits_for_the_next_cell() {
+        let limits = TargetLimits::new("t", limit(20, 1));
+        let stop = CancellationToken::new();
+        assert!(limits.first_cell(&stop).await);
+        let started = Instant::now();
+        assert!(limits.first_cell(&stop).await);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(40) && waited < Duration::from_millis(500),
+            "one interval (50 ms): {waited:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_interrupts_a_wait() {
+        let limits = TargetLimits::new("t", limit(1, 1));
+        let stop = CancellationToken::new();
+        assert!(limits.first_cell(&stop).await);
+        let s = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            s.cancel();
+        });
+        let started = Instant::now();
+        assert!(!limits.first_cell(&stop).await, "stopped, no cell taken");
+        assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn apply_keeps_an_unchanged_budget() {
+        let mut limits = TargetLimits::new("t", limit(1, 1));
+        let stop = CancellationToken::new();
+        assert!(limits.first_cell(&stop).await);
+        limits.apply(limit(1, 1));
+        assert_eq!(
+            limits.limiter.as_ref().map(|l| l.try_take().is_err()),
+            Some(true),
+            "unchanged: still spent"
+        );
+        limits.apply(limit(1_000, 50));
+        assert_eq!(
+            limits.limiter.as_ref().map(|l| l.try_take().is_err()),
+            Some(true),
+            "changed: starts spent"
+        );
+        limits.apply(None);
+        assert!(!limits.is_limited());
+        assert_eq!(limits.claim_size(4), 4);
+    }
+}
