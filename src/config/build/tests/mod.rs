@@ -5,6 +5,7 @@
 
 mod documents;
 mod errors;
+mod smtp;
 
 use std::path::Path;
 use std::time::Duration;
