@@ -6,13 +6,15 @@
 //! only the body, ids and route come frozen from the stored delivery.
 //!
 //! - [`http`]: the original bytes (or a template), re-signed, `x-hookgate-*` headers.
+//! - [`email`]: the rendered message over SMTP, one pooled transport per target.
 //! - [`log`]: one JSON line per delivery to stdout or a file.
 //! - [`render`]: what each kind sends, rendered (shared with `hookgate route`).
-//! - Slack and email targets are configured and validated, but not sent yet
-//!   by this build: their deliveries stay pending (nothing is dropped).
+//! - Slack targets are configured and validated, but not sent yet by this
+//!   build: their deliveries stay pending (nothing is dropped).
 //!
 //! Never imports `queue`, `delivery` or `ingress`.
 
+pub mod email;
 pub mod http;
 pub mod log;
 pub mod outcome;
@@ -50,6 +52,7 @@ pub enum SenderError {
 pub struct Senders {
     http: http::HttpSender,
     log: log::LogSender,
+    email: email::EmailSender,
 }
 
 impl Senders {
@@ -57,12 +60,16 @@ impl Senders {
         Ok(Senders {
             http: http::HttpSender::new()?,
             log: log::LogSender::default(),
+            email: email::EmailSender::default(),
         })
     }
 
     /// Whether this build can send to targets of this kind.
     pub fn supports(target: &Target) -> bool {
-        matches!(target.kind, TargetKind::Http(_) | TargetKind::Log(_))
+        matches!(
+            target.kind,
+            TargetKind::Http(_) | TargetKind::Log(_) | TargetKind::Email(_)
+        )
     }
 
     /// Make one attempt to `target` (its current config).
@@ -75,7 +82,8 @@ impl Senders {
         match &target.kind {
             TargetKind::Http(http) => self.http.send(target, http, templates, attempt).await,
             TargetKind::Log(log) => self.log.send(target, log, attempt).await,
-            TargetKind::Slack(_) | TargetKind::Email(_) => Failure::retryable(format!(
+            TargetKind::Email(email) => self.email.send(target, email, templates, attempt).await,
+            TargetKind::Slack(_) => Failure::retryable(format!(
                 "{} targets are not supported by this build",
                 target.kind_name()
             ))
