@@ -108,18 +108,33 @@ fn classify(e: &SmtpError, password: Option<&Secret>) -> Failure {
         let excerpt = (!reply.is_empty()).then(|| cut(&reply, RESPONSE_EXCERPT_BYTES).to_owned());
         return failure.with_status(status).with_excerpt(excerpt);
     }
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_tls() {
-        "TLS failed"
-    } else if e.is_response() {
-        "unreadable SMTP reply"
-    } else if e.is_client() {
-        "SMTP client error"
+    let causes = causes(e);
+    // A handshake failure comes back as a connection error wrapping rustls's.
+    let tls = causes
+        .iter()
+        .find_map(|c| c.downcast_ref::<rustls::Error>());
+    let error = if let Some(tls) = tls {
+        format!("TLS failed: {tls}")
     } else {
-        "connection failed"
+        let what = if e.is_timeout() {
+            "timed out"
+        } else if e.is_tls() {
+            "TLS failed"
+        } else if e.is_response() {
+            "unreadable SMTP reply"
+        } else if e.is_client() {
+            "SMTP client error"
+        } else {
+            "connection failed"
+        };
+        // The innermost cause says what happened ("Connection refused (os
+        // error 111)"); lettre's own layers only repeat "Connection error".
+        match causes.last() {
+            Some(root) => format!("{what}: {root}"),
+            None => format!("{what}: {e}"),
+        }
     };
-    Failure::retryable(scrub(format!("{what}: {}", chain(e)), password))
+    Failure::retryable(scrub(error, password))
 }
 
 /// The reply text the server sent with a negative code (lettre keeps it as
@@ -129,22 +144,24 @@ fn reply_text(e: &SmtpError) -> String {
     e.source().map(ToString::to_string).unwrap_or_default()
 }
 
-/// The error and its causes, each once: "Connection error: Connection
-/// refused (os error 111)". lettre's messages name no credentials; the host
-/// and port are not secrets.
-fn chain(e: &SmtpError) -> String {
+/// The causes of `e`, outermost first, looking inside I/O errors too (whose
+/// `source` skips the error they wrap). lettre's messages name no
+/// credentials; the host and port are not secrets.
+fn causes(e: &SmtpError) -> Vec<&(dyn std::error::Error + 'static)> {
     use std::error::Error;
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let more = c.to_string();
-        if !text.contains(&more) {
-            text.push_str(": ");
-            text.push_str(&more);
-        }
-        cause = c.source();
+    let mut out = Vec::new();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        out.push(cause);
+        next = match cause.downcast_ref::<std::io::Error>() {
+            Some(io) => match io.get_ref() {
+                Some(inner) => Some(inner as &(dyn Error + 'static)),
+                None => None,
+            },
+            None => cause.source(),
+        };
     }
-    text
+    out
 }
 
 /// `text` with the password replaced, should a server or library ever echo it.

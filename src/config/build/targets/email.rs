@@ -1,8 +1,8 @@
 //! `kind: email` targets: SMTP settings, addresses and the message templates.
 //!
-//! The one place the config reads a file besides the config itself: the
-//! optional `smtp.ca_file` (PEM roots trusted for the relay), read and checked
-//! here at load so a bad path or file is a config error, not a failed send.
+//! The optional `smtp.ca_file` (PEM roots trusted for the relay) is read and
+//! checked here, at load, so a bad path or file is a config error with its
+//! position rather than a failed send hours later.
 
 use std::path::PathBuf;
 use std::time::Duration;
