@@ -4,8 +4,8 @@ use serde_json::{Value, json};
 
 use crate::clock::format_rfc3339_ms;
 use crate::config::{
-    Backoff, BodyMode, Condition, FieldMatch, FieldTest, SignatureScheme, Target, TargetKind,
-    redacted_url,
+    Backoff, BodyMode, Condition, FieldMatch, FieldTest, SignatureScheme, SmtpTls, Target,
+    TargetKind, redacted_url,
 };
 use crate::snapshot::Snapshot;
 
@@ -99,7 +99,15 @@ fn target(t: &Target) -> Value {
         }),
         TargetKind::Slack(_) => json!({ "webhook_url": REDACTED }),
         TargetKind::Email(e) => json!({
-            "smtp": { "host": e.smtp.host, "port": e.smtp.port, "password": e.smtp.password.as_ref().map(|_| REDACTED) },
+            "smtp": {
+                "host": e.smtp.host,
+                "port": e.smtp.port,
+                "tls": match e.smtp.tls { SmtpTls::None => "none", SmtpTls::Starttls => "starttls", SmtpTls::Tls => "tls" },
+                "username": e.smtp.username,
+                "password": e.smtp.password.as_ref().map(|_| REDACTED),
+                "timeout_ms": e.smtp.timeout.as_millis() as u64,
+                "ca_file": e.smtp.ca_file.as_ref().map(|p| p.display().to_string()),
+            },
             "from": e.from.to_string(),
             "to": e.to.iter().map(ToString::to_string).collect::<Vec<_>>(),
         }),

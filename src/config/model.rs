@@ -302,7 +302,9 @@ pub enum SmtpTls {
     Tls,
 }
 
-#[derive(Debug)]
+/// Everything a connection to one SMTP relay depends on: the email sender
+/// keeps one pooled transport per target and replaces it when this changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SmtpConfig {
     pub host: String,
     pub port: u16,
@@ -310,6 +312,11 @@ pub struct SmtpConfig {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub timeout: Duration,
+    /// `ca_file` as written (shown, never read again after load).
+    pub ca_file: Option<PathBuf>,
+    /// The DER certificates read from `ca_file` at load: trusted as roots in
+    /// addition to the system's.
+    pub ca_certs: Vec<Vec<u8>>,
 }
 
 #[derive(Debug)]

@@ -23,7 +23,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::DeadReason;
-use crate::targets::Senders;
 use worker::WorkerContext;
 
 /// Runs the per-target workers.
@@ -45,15 +44,6 @@ impl Dispatcher {
         for target in &snapshot.config.targets {
             if !target.enabled {
                 // Its deliveries (from before it was disabled) wait, pending.
-                continue;
-            }
-            if !Senders::supports(target) {
-                tracing::warn!(
-                    target = %target.name,
-                    kind = target.kind_name(),
-                    "this build does not deliver to {} targets yet; its deliveries stay queued",
-                    target.kind_name()
-                );
                 continue;
             }
             workers.spawn(worker::run(ctx.clone(), target.name.clone(), stop.clone()));

@@ -9,12 +9,14 @@
 //! - [`request`]: what an http or slack attempt puts on the wire, built once
 //!   for the sender and for `hookgate route`.
 //! - [`http`]: the shared client that sends such a request and classifies the answer.
+//! - [`email`]: the rendered message over SMTP, one pooled transport per target.
 //! - [`log`]: one JSON line per delivery to stdout or a file.
 //! - [`render`]: bodies, Slack messages and emails rendered from templates.
 //! - [`outcome`]: what an attempt came to, and "should this be retried?".
 //!
 //! Never imports `queue`, `delivery` or `ingress`.
 
+pub mod email;
 pub mod http;
 pub mod log;
 pub mod outcome;
@@ -55,6 +57,7 @@ pub enum SenderError {
 pub struct Senders {
     http: http::HttpClient,
     log: log::LogSender,
+    email: email::EmailSender,
 }
 
 impl Senders {
@@ -62,15 +65,8 @@ impl Senders {
         Ok(Senders {
             http: http::HttpClient::new()?,
             log: log::LogSender::default(),
+            email: email::EmailSender::default(),
         })
-    }
-
-    /// Whether this build can send to targets of this kind.
-    pub fn supports(target: &Target) -> bool {
-        matches!(
-            target.kind,
-            TargetKind::Http(_) | TargetKind::Slack(_) | TargetKind::Log(_)
-        )
     }
 
     /// Make one attempt to `target` (its current config).
@@ -103,11 +99,7 @@ impl Senders {
                 }
             }
             TargetKind::Log(log) => self.log.send(target, log, attempt).await,
-            TargetKind::Email(_) => Failure::retryable(format!(
-                "{} targets are not supported by this build",
-                target.kind_name()
-            ))
-            .into(),
+            TargetKind::Email(email) => self.email.send(target, email, templates, attempt).await,
         }
     }
 }

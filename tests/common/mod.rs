@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod sink;
+pub mod smtp;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! hookgate's integration tests, compiled as one binary.
 //!
 //! Real parts throughout: the gateway in process on loopback port 0 or the real
-//! binary, a recording HTTP server as the downstream, real sockets for the
+//! binary, a recording HTTP server as the downstream, a real SMTP server process, real sockets for the
 //! slow and oversized clients.
 
 #[path = "../common/mod.rs"]
@@ -10,6 +10,7 @@ mod common;
 mod backlog;
 mod binary;
 mod delivery;
+mod email;
 mod engine;
 mod ingress;
 mod limits;

@@ -353,7 +353,14 @@ impl<'a> Ctx<'a> {
         match self.templates.add(&source, escape) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.error(node, path, format!("invalid template: {}", e.message));
+                self.error_help(
+                    node,
+                    path,
+                    format!("invalid template: {}", e.message),
+                    "templates are minijinja: `{{ data.status }}`, `{% if … %}…{% endif %}`, \
+                     minijinja's filters plus `tojson` and `slack_escape` \
+                     (docs/rules.md, section Templates)",
+                );
                 None
             }
         }

@@ -205,11 +205,13 @@ fn slack_and_email_errors() {
         (email("").replace("to: [a@b.c]", "to: a@b.c"), 4, "a@b.c, subject", "targets.t.to", "expected a list, found a string", None),
         (email("").replace("{ host: m }", "{ port: 25 }"), 4, "{ port", "targets.t.smtp.host", "`host` is required", None),
         (email("").replace("{ host: m }", "{ host: m, tls: ssl }"), 4, "ssl", "targets.t.smtp.tls", "expected one of `none`, `starttls`, `tls`", None),
-        (email("").replace("{ host: m }", "{ host: m, port: 70000 }"), 4, "70000", "targets.t.smtp.port", "70000 is too large", None),
+        (email("").replace("{ host: m }", "{ host: m, port: 70000 }"), 4, "70000", "targets.t.smtp.port", "port 70000 is out of range", Some("1 to 65535")),
+        (email("").replace("{ host: m }", "{ host: m, port: 0 }"), 4, "0 }", "targets.t.smtp.port", "port 0 is out of range", Some("1 to 65535")),
         (email("").replace("{ host: m }", "{ host: m, password: pw }"), 4, "pw", "targets.t.smtp.username", "`password` is set but `username` is missing", None),
         (email("").replace("{ host: m }", "{ host: m, username: u, password: '${NOT_SET:-}' }"), 4, "'${", "targets.t.smtp.password", "`username` is set but `password` is missing or empty", None),
         (email("").replace("subject: s, ", ""), 4, "{", "targets.t.subject", "`subject` is required", None),
-        (email(", html: '{{ x '"), 4, "'{{", "targets.t.html", "invalid template", None),
+        (email(", html: '{{ x '"), 4, "'{{", "targets.t.html", "invalid template", Some("templates are minijinja")),
+        (email(", html: '<b>{{ x | nope }}</b>'"), 4, "'<b>", "targets.t.html", "unknown filter", Some("templates are minijinja")),
     ]);
 }
 

@@ -6,6 +6,7 @@
 mod documents;
 mod errors;
 mod schemes;
+mod smtp;
 
 use std::path::Path;
 use std::time::Duration;
