@@ -20,7 +20,7 @@
 //! | [`snapshot`] | the live config: `Config` + `RoutePlan`, swapped atomically |
 //! | [`queue`] | the [`queue::DeliveryStore`] trait and its SQLite backend |
 //! | [`ingress`] | the webhook listener: verify → decode → route → enqueue → 202 |
-//! | [`targets`] | sending one attempt: http, email, log (slack: config only yet) |
+//! | [`targets`] | sending one attempt: http, slack, email, log |
 //! | [`delivery`] | per-target workers: claim → attempt → record, retry policy |
 //! | [`preview`] | `hookgate route`: one event's routes and rendered deliveries, sent nowhere |
 //! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |

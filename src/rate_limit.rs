@@ -21,6 +21,12 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::config::RateLimit;
 
+/// Validated config has both numbers >= 1; a 0 would mean "never", which no
+/// config can ask for, so it is read as 1 rather than panicking.
+fn at_least_one(n: u32) -> NonZeroU32 {
+    NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN)
+}
+
 /// A GCRA limiter for one source or target.
 #[derive(Debug)]
 pub struct Limiter {
@@ -31,9 +37,6 @@ pub struct Limiter {
 impl Limiter {
     /// A limiter with its whole `burst` available.
     pub fn new(limit: RateLimit) -> Limiter {
-        // Validated config has both >= 1; a 0 would mean "never", which no
-        // config can ask for, so it is read as 1 rather than panicking.
-        let at_least_one = |n: u32| NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         let quota = Quota::per_second(at_least_one(limit.per_second))
             .allow_burst(at_least_one(limit.burst));
         Limiter {
@@ -47,7 +50,8 @@ impl Limiter {
     /// never let an extra burst through.
     pub fn spent(limit: RateLimit) -> Limiter {
         let limiter = Limiter::new(limit);
-        while limiter.try_take().is_ok() {}
+        // One check of the whole burst (a fresh limiter has exactly that).
+        let _ = limiter.gcra.check_n(at_least_one(limit.burst));
         limiter
     }
 

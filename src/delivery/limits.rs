@@ -28,6 +28,17 @@ use crate::rate_limit::Limiter;
 /// permits and the cells free at once cap it long before, in practice).
 const MAX_BATCH: usize = 1_024;
 
+/// How [`TargetLimits::first_cell`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// A cell was free at once (or the target is unlimited).
+    Ready,
+    /// A cell was taken after waiting for it.
+    AfterWait,
+    /// Stopping came first; nothing was taken.
+    Stopped,
+}
+
 /// One target's rate limit state, owned by its worker.
 #[derive(Debug)]
 pub struct TargetLimits {
@@ -70,16 +81,16 @@ impl TargetLimits {
         self.limiter.is_some()
     }
 
-    /// Wait until a cell is free and take it. False if `stop` came first
-    /// (nothing taken). Unlimited: true at once.
-    pub async fn first_cell(&self, stop: &CancellationToken) -> bool {
+    /// Wait until a cell is free and take it. Unlimited: ready at once.
+    pub async fn first_cell(&self, stop: &CancellationToken) -> Cell {
         let Some(limiter) = &self.limiter else {
-            return true;
+            return Cell::Ready;
         };
         let mut counted = false;
         loop {
             let wait = match limiter.try_take() {
-                Ok(()) => return true,
+                Ok(()) if counted => return Cell::AfterWait,
+                Ok(()) => return Cell::Ready,
                 Err(wait) => wait,
             };
             if !counted {
@@ -89,7 +100,7 @@ impl TargetLimits {
             }
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
-                () = stop.cancelled() => return false,
+                () = stop.cancelled() => return Cell::Stopped,
             }
         }
     }
@@ -140,7 +151,10 @@ mod tests {
     async fn unlimited_never_waits_and_claims_every_free_permit() {
         let limits = TargetLimits::new("t", None);
         assert!(!limits.is_limited());
-        assert!(limits.first_cell(&CancellationToken::new()).await);
+        assert_ne!(
+            limits.first_cell(&CancellationToken::new()).await,
+            Cell::Stopped
+        );
         assert_eq!(limits.claim_size(8), 8);
     }
 
@@ -150,16 +164,16 @@ mod tests {
         let stop = CancellationToken::new();
         let mut sizes = Vec::new();
         for _ in 0..5 {
-            assert!(limits.first_cell(&stop).await);
+            assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
             let n = limits.claim_size(8);
             sizes.push(n);
             limits.claimed(n, n);
         }
         assert_eq!(sizes, [1, 2, 4, 8, 8], "capped by the free permits");
-        assert!(limits.first_cell(&stop).await);
+        assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         let n = limits.claim_size(8);
         limits.claimed(n, 3);
-        assert!(limits.first_cell(&stop).await);
+        assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         assert_eq!(
             limits.claim_size(8),
             1,
@@ -167,7 +181,7 @@ mod tests {
         );
         limits.claimed(1, 1);
         limits.went_idle();
-        assert!(limits.first_cell(&stop).await);
+        assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         assert_eq!(limits.claim_size(8), 1, "so does going idle");
     }
 
@@ -176,7 +190,7 @@ mod tests {
         let mut limits = TargetLimits::new("t", limit(1, 3));
         limits.batch = 8;
         let stop = CancellationToken::new();
-        assert!(limits.first_cell(&stop).await);
+        assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         assert_eq!(limits.claim_size(8), 3, "the burst, no more");
         let started = Instant::now();
         tokio::time::timeout(Duration::from_millis(50), limits.first_cell(&stop))
@@ -189,9 +203,9 @@ mod tests {
     async fn waits_for_the_next_cell() {
         let limits = TargetLimits::new("t", limit(20, 1));
         let stop = CancellationToken::new();
-        assert!(limits.first_cell(&stop).await);
+        assert_eq!(limits.first_cell(&stop).await, Cell::Ready);
         let started = Instant::now();
-        assert!(limits.first_cell(&stop).await);
+        assert_eq!(limits.first_cell(&stop).await, Cell::AfterWait);
         let waited = started.elapsed();
         assert!(
             waited >= Duration::from_millis(40) && waited < Duration::from_millis(500),
@@ -203,14 +217,18 @@ mod tests {
     async fn stopping_interrupts_a_wait() {
         let limits = TargetLimits::new("t", limit(1, 1));
         let stop = CancellationToken::new();
-        assert!(limits.first_cell(&stop).await);
+        assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         let s = stop.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
             s.cancel();
         });
         let started = Instant::now();
-        assert!(!limits.first_cell(&stop).await, "stopped, no cell taken");
+        assert_eq!(
+            limits.first_cell(&stop).await,
+            Cell::Stopped,
+            "no cell taken"
+        );
         assert!(started.elapsed() < Duration::from_millis(500));
     }
 
@@ -218,7 +236,7 @@ mod tests {
     async fn apply_keeps_an_unchanged_budget() {
         let mut limits = TargetLimits::new("t", limit(1, 1));
         let stop = CancellationToken::new();
-        assert!(limits.first_cell(&stop).await);
+        assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         limits.apply(limit(1, 1));
         assert_eq!(
             limits.limiter.as_ref().map(|l| l.try_take().is_err()),

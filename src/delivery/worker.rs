@@ -3,10 +3,11 @@
 //!
 //! The worker claims only as many deliveries as it has free permits, so a dead
 //! target holds at most `concurrency` deliveries in memory and never delays
-//! another target's worker. A rate-limited target first takes a cell of its
-//! budget ([`TargetLimits`]), then claims: its backlog waits in the store.
-//! Before claiming the worker asks the target's [`Gate`]: an open circuit or
-//! a `Retry-After` pause means nothing is claimed at all.
+//! another target's worker. In the order of DESIGN.md section 2, the worker
+//! first asks the target's [`Gate`] (an open circuit or a `Retry-After` pause
+//! means nothing is claimed and no budget spent), then a rate-limited target
+//! takes a cell of its budget ([`TargetLimits`]), then it claims: the backlog
+//! waits in the store.
 //! When nothing is due it sleeps until the earliest due time or until the
 //! store signals new work — it never polls.
 //!
@@ -23,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::attempt;
 use super::gate::{Admission, Gate, Signal};
-use super::limits::TargetLimits;
+use super::limits::{Cell, TargetLimits};
 use crate::clock::Clock;
 use crate::metrics;
 use crate::queue::DeliveryStore;
@@ -68,51 +69,58 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             () = stop.cancelled() => break,
         };
+        // The breaker first (DESIGN.md section 2): while the circuit is open
+        // or a `Retry-After` pause holds, nothing is claimed and no rate
+        // budget is spent.
+        let mut admission = gate.lock().admit(ctx.clock.now_ms());
+        if wait_at_gate(admission, &gate, &ctx, &stop).await {
+            continue; // the permit is dropped: look again
+        }
         if limits.is_limited() {
             // A cell spent on a claim that finds nothing is budget lost:
             // take one only when something is due.
-            match ctx.store.next_due(&target).await {
-                Ok(Some(due)) if due <= ctx.clock.now_ms() => {}
-                Ok(_) => {
-                    drop(permit);
-                    limits.went_idle();
-                    idle(&ctx, &target, &wake, &stop).await;
-                    continue;
-                }
+            let due = match ctx.store.next_due(&target).await {
+                Ok(due) => due.is_some_and(|d| d <= ctx.clock.now_ms()),
                 Err(e) => {
                     tracing::error!(%target, error = %e, "cannot read the next due time");
-                    drop(permit);
+                    if admission == Admission::Probe {
+                        gate.lock().probe_unused();
+                    }
                     sleep_or_stop(STORE_ERROR_BACKOFF, &stop).await;
                     continue;
                 }
+            };
+            if !due {
+                if admission == Admission::Probe {
+                    gate.lock().probe_unused();
+                }
+                drop(permit);
+                limits.went_idle();
+                idle(&ctx, &target, &wake, &stop).await;
+                continue;
             }
-            if !limits.first_cell(&stop).await {
-                break;
+            match limits.first_cell(&stop).await {
+                Cell::Stopped => {
+                    if admission == Admission::Probe {
+                        gate.lock().probe_unused();
+                    }
+                    break;
+                }
+                Cell::Ready => {}
+                // A 429 pause or an open circuit may have begun while we
+                // waited: ask again (the cell is spent either way).
+                Cell::AfterWait if admission == Admission::Open => {
+                    admission = gate.lock().admit(ctx.clock.now_ms());
+                    if wait_at_gate(admission, &gate, &ctx, &stop).await {
+                        continue;
+                    }
+                }
+                Cell::AfterWait => {}
             }
         }
-        let admission = gate.lock().admit(ctx.clock.now_ms());
         let limit = match admission {
-            Admission::Open => limits.claim_size(permits.available_permits() + 1),
             Admission::Probe => 1,
-            Admission::WaitUntil(until) => {
-                // Paused or open: claim nothing, spend no attempts (a rate
-                // cell taken above is spent: one each time we look again).
-                drop(permit);
-                tokio::select! {
-                    () = ctx.clock.sleep_until(until) => {}
-                    () = gate.changed.notified() => {}
-                    () = stop.cancelled() => {}
-                }
-                continue;
-            }
-            Admission::WaitForProbe => {
-                drop(permit);
-                tokio::select! {
-                    () = gate.changed.notified() => {}
-                    () = stop.cancelled() => {}
-                }
-                continue;
-            }
+            _ => limits.claim_size(permits.available_permits() + 1),
         };
         let claims = match ctx
             .store
@@ -186,6 +194,34 @@ impl TargetGate {
             }
         }
         self.changed.notify_one();
+    }
+}
+
+/// When the gate holds the target (paused, open, or a probe out), wait until
+/// it may change and return true: claim nothing, spend no attempts.
+async fn wait_at_gate(
+    admission: Admission,
+    gate: &TargetGate,
+    ctx: &WorkerContext,
+    stop: &CancellationToken,
+) -> bool {
+    match admission {
+        Admission::Open | Admission::Probe => false,
+        Admission::WaitUntil(until) => {
+            tokio::select! {
+                () = ctx.clock.sleep_until(until) => {}
+                () = gate.changed.notified() => {}
+                () = stop.cancelled() => {}
+            }
+            true
+        }
+        Admission::WaitForProbe => {
+            tokio::select! {
+                () = gate.changed.notified() => {}
+                () = stop.cancelled() => {}
+            }
+            true
+        }
     }
 }
 

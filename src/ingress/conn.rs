@@ -9,7 +9,8 @@
 //!   request's first byte, which [`TimedStream`] records, and a body that is
 //!   not complete by then is answered 408 (see `body.rs`).
 //! - Shutdown: stop accepting, let in-flight requests finish (hyper-util's
-//!   graceful watcher), up to the caller's deadline.
+//!   graceful watcher), up to the caller's deadline; then close the rest and
+//!   return only when every connection task is gone.
 
 use std::io;
 use std::pin::Pin;
@@ -24,6 +25,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
@@ -58,7 +60,12 @@ pub async fn serve<S>(
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let graceful = GracefulShutdown::new();
+    // Every connection task, so that `serve` returns only once each is gone
+    // and has dropped its service (and the store it holds): a caller that
+    // reopens the queue right after shutdown must find it closed.
+    let mut connections = JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p {
                 Ok(p) => p,
@@ -100,7 +107,7 @@ pub async fn serve<S>(
             .header_read_timeout(limits.read_timeout)
             .serve_connection(TokioIo::new(timed), handler);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        connections.spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
@@ -113,7 +120,9 @@ pub async fn serve<S>(
         .is_err()
     {
         tracing::warn!("some connections were still open after {drain:?}; closing them");
+        connections.abort_all();
     }
+    while connections.join_next().await.is_some() {}
 }
 
 /// A TCP stream that remembers when the first byte of the next request arrived.

@@ -27,7 +27,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use crate::config::{Target, TargetKind};
+use crate::config::{StatusSet, Target, TargetKind};
 use crate::templates::TemplateSet;
 pub use outcome::{AttemptOutcome, Failure, FailureClass};
 
@@ -56,6 +56,10 @@ pub enum SenderError {
 /// The long-lived state of every target kind.
 pub struct Senders {
     http: http::HttpClient,
+    /// What a Slack answer retries on: fixed by DESIGN.md section 5, not the
+    /// target's `retry_on` (a `retry_on` written for HTTP receivers must not
+    /// turn Slack's 429 into a dead letter, nor `channel_not_found` into retries).
+    slack_retry_on: StatusSet,
     log: log::LogSender,
     email: email::EmailSender,
 }
@@ -64,6 +68,7 @@ impl Senders {
     pub fn new() -> Result<Self, SenderError> {
         Ok(Senders {
             http: http::HttpClient::new()?,
+            slack_retry_on: StatusSet(vec![408..=408, 429..=429, 500..=599]),
             log: log::LogSender::default(),
             email: email::EmailSender::default(),
         })
@@ -92,7 +97,7 @@ impl Senders {
                 match request::slack_request(target, slack, templates, attempt) {
                     Ok(req) => slack_outcome(
                         self.http
-                            .execute(req, target.timeout, &target.retry.retry_on)
+                            .execute(req, target.timeout, &self.slack_retry_on)
                             .await,
                     ),
                     Err(e) => Failure::render_error(e).into(),
@@ -106,8 +111,8 @@ impl Senders {
 
 /// Slack answers a refusal with a short error code as its body
 /// (`invalid_payload`, `channel_not_found`, `no_service`, …): name it in the
-/// error, so `last_error` says what to fix. The status decides the class
-/// as for any HTTP target: 429 and 5xx retry, other 4xx are permanent.
+/// error, so `last_error` says what to fix. The status has decided the
+/// class: 408, 429 and 5xx retry, every other refusal is permanent.
 fn slack_outcome(outcome: AttemptOutcome) -> AttemptOutcome {
     match outcome {
         AttemptOutcome::Failed(mut f) => {

@@ -98,34 +98,42 @@ async fn without_a_text_the_default_says_what_happened() {
 }
 
 #[tokio::test]
-async fn a_429_waits_for_its_retry_after_then_delivers() {
+async fn a_429_pauses_the_target_for_its_retry_after_then_delivers() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.script([Answer::status(429)
-        .with_header("retry-after", "1")
+        .with_header("retry-after", "2")
         .with_body("rate_limited")]);
     sink.always(slack_ok());
-    let extra = "    text: hi\n    retry: { schedule: [50ms, 5s] }\n";
+    // A generous rate limit, so only Retry-After can hold the retry back; and
+    // a `retry_on` without 429, which must not make Slack's 429 permanent.
+    let extra = "    text: \"{{ companionId }}\"\n    rate_limit: { per_second: 100, burst: 100 }\n\
+                 \x20   retry: { schedule: [50ms, 5s], retry_on: [500] }\n";
     let gw = Gateway::start(
         dir.path(),
         &slack_yaml(dir.path(), &sink.url(HOOK_PATH), extra),
     )
     .await;
-    let id = accept(&gw, &event("status-changed", "VOICE", "ended", "c")).await;
-    eventually(
-        Duration::from_secs(6),
-        "the retry after the 429",
-        || async { sink.count() >= 2 },
-    )
+    let first = accept(&gw, &event("status-changed", "VOICE", "ended", "c-1")).await;
+    eventually(Duration::from_secs(5), "the first attempt", || async {
+        sink.count() >= 1
+    })
     .await;
-    gw.delivery_reaches(&id, "state", "delivered").await;
+    // Sent during the pause: it waits for the pause too (the whole target).
+    let second = accept(&gw, &event("status-changed", "VOICE", "ended", "c-2")).await;
+    gw.delivery_reaches(&first, "state", "delivered").await;
+    gw.delivery_reaches(&second, "state", "delivered").await;
     let got = sink.received();
-    let waited = got[1].at.duration_since(got[0].at);
-    assert!(
-        waited >= Duration::from_millis(950),
-        "Retry-After: 1 was honoured over the 50ms backoff (waited {waited:?})"
-    );
-    let (_, detail) = gw.admin_get(&format!("/admin/deliveries/{id}")).await;
+    assert_eq!(got.len(), 3, "the 429, its retry, the second event");
+    let paused_at = got[0].at;
+    for later in &got[1..] {
+        let waited = later.at.duration_since(paused_at);
+        assert!(
+            waited >= Duration::from_millis(1_900),
+            "Retry-After: 2 held the whole target (sent after {waited:?})"
+        );
+    }
+    let (_, detail) = gw.admin_get(&format!("/admin/deliveries/{first}")).await;
     assert_eq!(detail["attempts"][0]["status"], 429);
     assert_eq!(detail["attempts"][1]["status"], 200);
     gw.stop().await;

@@ -24,7 +24,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::model::{Config, Schema};
+use super::model::{Config, DedupeConfig, Schema, Source, VerifyScheme};
 use super::node::{self, Node, NodeValue};
 use super::{ConfigError, LoadOptions, Loaded};
 use ctx::{Ctx, Pos};
@@ -133,6 +133,7 @@ fn document(cx: &mut Ctx<'_>, root: &Node, path: &Path, version: String) -> Opti
     let dedupe = server::dedupe(cx, f.get("dedupe"));
     let defaults = retry::defaults(cx, f.get("defaults"));
     let sources = sources::sources(cx, f.get("sources"), root);
+    replay_window(cx, &dedupe, &sources, f.get("dedupe").unwrap_or(root));
     let (targets, names) = targets::targets(cx, f.get("targets"), &defaults);
     let outrival_keys = !sources.is_empty() && sources.iter().all(|s| s.schema == Schema::Outrival);
     let mut resolver = routes::Resolver::new(&names, outrival_keys);
@@ -165,6 +166,31 @@ fn document(cx: &mut Ctx<'_>, root: &Node, path: &Path, version: String) -> Opti
         unmatched,
         templates,
     ))
+}
+
+/// A standard-webhooks source refuses timestamps more than 5 minutes off, so
+/// a captured request can be replayed for 10 minutes; only a dedupe window
+/// that long turns such a replay into a `200 duplicate`.
+fn replay_window(cx: &mut Ctx<'_>, dedupe: &DedupeConfig, sources: &[Source], at: &Node) {
+    const REPLAY_SPAN: std::time::Duration = std::time::Duration::from_secs(600);
+    let Some(source) = sources
+        .iter()
+        .find(|s| s.verify.scheme == VerifyScheme::StandardWebhooks)
+    else {
+        return;
+    };
+    if dedupe.window < REPLAY_SPAN {
+        cx.warn_help(
+            at,
+            "dedupe.window",
+            format!(
+                "source `{}` accepts timestamps up to 5 minutes off, but `dedupe.window` is shorter \
+                 than 10m: a captured request replayed in that span is stored again",
+                source.name
+            ),
+            "set `dedupe.window: 10m` (the default) or longer",
+        );
+    }
 }
 
 /// 1-based line and column of byte `offset`.

@@ -123,3 +123,25 @@ unmatched: [t]
         VerifyScheme::StandardWebhooks
     );
 }
+
+#[test]
+fn a_dedupe_window_shorter_than_the_replay_span_is_warned_about() {
+    let doc = |dedupe: &str| {
+        format!(
+            "version: 1\n{dedupe}sources:\n  - {{ name: sw, path: /sw, schema: json, verify: {{ scheme: standard-webhooks, secrets: ['{SPEC_SECRET}'] }} }}\n"
+        )
+    };
+    for short in ["dedupe: { window: 0s }\n", "dedupe: { window: 9m }\n"] {
+        let Loaded { warnings, .. } = loaded(&doc(short));
+        assert_eq!(warnings.len(), 1, "{short}: {warnings:?}");
+        assert_eq!(warnings[0].key_path, "dedupe.window");
+        assert!(warnings[0].message.contains("source `sw`"), "{warnings:?}");
+        assert!(
+            warnings[0].message.contains("shorter than 10m"),
+            "{warnings:?}"
+        );
+    }
+    for enough in ["", "dedupe: { window: 10m }\n", "dedupe: { window: 1h }\n"] {
+        assert!(loaded(&doc(enough)).warnings.is_empty(), "{enough}");
+    }
+}
