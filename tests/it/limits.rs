@@ -317,24 +317,14 @@ async fn rate_limits_run_on_real_time_under_a_manual_clock() {
 
 /// A gateway whose one source, `metered`, allows 1 request/s with a burst of 3.
 async fn metered_gateway(dir: &Path) -> Gateway {
-    let yaml = format!(
-        r#"version: 1
-server:
-  listen: 127.0.0.1:0
-  read_timeout: 2s
-admin:
-  listen: 127.0.0.1:0
-queue:
-  path: {queue}
-sources:
-  - name: metered
+    let source = format!(
+        r#"  - name: metered
     path: /webhooks/metered
     verify: {{ scheme: outrival, secrets: ["{SECRET}"] }}
     rate_limit: {{ per_second: 1, burst: 3 }}
-"#,
-        queue = dir.join("queue.db").display()
+"#
     );
-    Gateway::start(dir, &yaml).await
+    Gateway::start(dir, &common::config_yaml_sources(dir, &source, "")).await
 }
 
 async fn post_forged(url: &str, body: &str) -> reqwest::Response {
