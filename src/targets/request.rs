@@ -19,13 +19,15 @@ use crate::config::{HttpTarget, SignatureScheme, SigningKey, SlackTarget, Target
 use crate::signing;
 use crate::templates::TemplateSet;
 
-/// `user-agent` on every outbound request.
+/// `user-agent` on every outbound request, and `User-Agent` on every email.
 pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 
-const EVENT_ID: HeaderName = HeaderName::from_static("x-hookgate-event-id");
-const DELIVERY_ID: HeaderName = HeaderName::from_static("x-hookgate-delivery-id");
-const ATTEMPT: HeaderName = HeaderName::from_static("x-hookgate-attempt");
-const ROUTE: HeaderName = HeaderName::from_static("x-hookgate-route");
+/// The `x-hookgate-*` headers of DESIGN.md section 5. The email target sends
+/// them too, spelled as mail headers are (`X-Hookgate-Event-Id`).
+pub(super) const EVENT_ID: HeaderName = HeaderName::from_static("x-hookgate-event-id");
+pub(super) const DELIVERY_ID: HeaderName = HeaderName::from_static("x-hookgate-delivery-id");
+pub(super) const ATTEMPT: HeaderName = HeaderName::from_static("x-hookgate-attempt");
+pub(super) const ROUTE: HeaderName = HeaderName::from_static("x-hookgate-route");
 
 /// One request, ready to send.
 #[derive(Debug, Clone)]
