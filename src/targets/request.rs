@@ -51,9 +51,8 @@ pub fn http_request(
     attempt: &Attempt<'_>,
     sent_at_unix: i64,
 ) -> Result<OutboundRequest, String> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
-    let body = render::http_body(http, templates, attempt.body, &vars)?;
+    let vars = render::AttemptVars::new(attempt, &target.name);
+    let body = render::http_body(http, templates, attempt.body, &vars.vars())?;
     let mut headers = HeaderMap::with_capacity(http.headers.len() + 8);
     // Custom headers first: hookgate's own headers below replace any of the
     // same name (config validation refuses those names anyway).
@@ -82,10 +81,9 @@ pub fn slack_request(
     templates: &TemplateSet,
     attempt: &Attempt<'_>,
 ) -> Result<OutboundRequest, String> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
+    let vars = render::AttemptVars::new(attempt, &target.name);
     let payload = render::parse_payload(attempt.body)?;
-    let message = render::slack_message(slack, templates, &payload, &vars)?;
+    let message = render::slack_message(slack, templates, &payload, &vars.vars())?;
     let body = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
     let url = reqwest::Url::parse(slack.webhook_url.expose())
         // Validated at load; only an unresolved `${VAR}` (check

@@ -81,11 +81,10 @@ fn render_message(
     templates: &TemplateSet,
     attempt: &Attempt<'_>,
 ) -> Result<lettre::Message, Failure> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
+    let vars = render::AttemptVars::new(attempt, &target.name);
     let payload = render::parse_payload(attempt.body).map_err(Failure::render_error)?;
     let rendered =
-        render::email(email, templates, &payload, &vars).map_err(Failure::render_error)?;
+        render::email(email, templates, &payload, &vars.vars()).map_err(Failure::render_error)?;
     message::build(email, rendered, attempt).map_err(Failure::render_error)
 }
 
