@@ -5,22 +5,27 @@
 
 use serde_json::Value;
 use std::path::Path;
+use std::process::Command;
 
 use crate::common::smtp::{Mail, SmtpOptions, SmtpServer, TestCa};
-use crate::common::{self, Gateway, post_signed};
+use crate::common::{self, Gateway, binary, post_signed};
 
 const PASSWORD: &str = "smtp-pass-never-shown-0123";
 
-/// A gateway with one email target `mail` (its keys after `kind`) that every
+/// A config with one email target `mail` (its keys after `kind`) that every
 /// event is routed to by the route `all`.
-async fn gateway(dir: &Path, target: &str) -> Gateway {
-    let yaml = common::config_yaml(
+fn config(dir: &Path, target: &str) -> String {
+    common::config_yaml(
         dir,
         &format!(
             "targets:\n  mail:\n    kind: email\n{target}routes:\n  - name: all\n    match: {{}}\n    targets: [mail]\n"
         ),
-    );
-    Gateway::start(dir, &yaml).await
+    )
+}
+
+/// A gateway running [`config`].
+async fn gateway(dir: &Path, target: &str) -> Gateway {
+    Gateway::start(dir, &config(dir, target)).await
 }
 
 /// `smtp:` on port `port` with `extra` keys, plus from/to/subject/body.
@@ -142,6 +147,89 @@ async fn html_is_a_multipart_alternative_with_the_event_text_escaped() {
     gw.delivery_reaches(&delivery_id, "state", "delivered")
         .await;
     gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_dry_run_shows_the_email_the_server_receives() {
+    // `hookgate route` renders with the sender's own code; what it shows must
+    // be what reaches the SMTP server, down to the escaping and the encoding
+    // of non-ASCII text. The templates use no per-delivery ids, so both sides
+    // render the same.
+    let dir = tempfile::tempdir().unwrap();
+    let smtp = SmtpServer::start(dir.path(), SmtpOptions::default(), None);
+    // A multi-line text body and an HTML part, rendered from the event only.
+    let keys = format!(
+        "    smtp: {{ host: 127.0.0.1, port: {port}, tls: none }}
+    from: 'hookgate <hookgate@example.com>'
+    to: [support@example.com, 'Ops Team <ops@example.org>']
+    subject: 'Call {{{{ companionId }}}} ended: {{{{ data.endedReason }}}}'
+    body: \"Chat {{{{ companionId }}}}\\nSaid: {{{{ data.messages[0].content }}}}\\n-- hookgate\"
+    html: '<p>Chat <i>{{{{ companionId }}}}</i></p><p>{{{{ data.messages[0].content }}}}</p>'
+",
+        port = smtp.port
+    );
+    let yaml = config(dir.path(), &keys);
+    let body = ended_call("c-dry é", "Ça <b>urgent</b> & \"now\"");
+    let event_file = dir.path().join("event.json");
+    std::fs::write(&event_file, &body).unwrap();
+    let rules = dir.path().join("dry.yaml");
+    std::fs::write(&rules, &yaml).unwrap();
+    let out = Command::new(binary())
+        .args(["route", "--format", "json", "-c"])
+        .arg(&rules)
+        .arg(&event_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let preview: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let deliveries = preview["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 1, "{preview}");
+    let shown = &deliveries[0];
+    assert_eq!(shown["sends"], "email", "{preview}");
+    let text = |key: &str| {
+        shown[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("{key}: {shown}"))
+    };
+
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    let (_, delivery_id) = accept(&gw, &body).await;
+    let mail = only(smtp.wait_for(1).await);
+    gw.delivery_reaches(&delivery_id, "state", "delivered")
+        .await;
+    gw.stop().await;
+
+    assert_eq!(mail.header("From"), Some(text("from")));
+    let to: Vec<&str> = shown["to"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(mail.header("To"), Some(to.join(", ").as_str()));
+    assert_eq!(mail.header("Subject"), Some(text("subject")));
+    assert_eq!(text("subject"), "Call c-dry é ended: customer-hung-up");
+    assert_eq!(text("body").lines().count(), 3, "{shown}");
+    let types: Vec<&str> = mail.parts.iter().map(|p| p.content_type.as_str()).collect();
+    assert_eq!(types, ["text/plain", "text/html"]);
+    // On the wire a text part's lines end in CRLF (MIME canonical form);
+    // the preview shows them as the template wrote them.
+    let received = |i: usize| mail.parts[i].content.replace("\r\n", "\n");
+    assert_eq!(received(0), text("body"));
+    assert_eq!(received(1), text("html"));
+    // The two parts really differ: the text is as written, the HTML escaped.
+    assert!(
+        text("body").contains("Ça <b>urgent</b> & \"now\""),
+        "{shown}"
+    );
+    assert!(
+        text("html").contains("&lt;b&gt;urgent&lt;") && text("html").contains("&amp; &quot;now"),
+        "{shown}"
+    );
 }
 
 #[tokio::test]
