@@ -28,7 +28,7 @@ use std::path::Path;
 
 pub use diagnostic::{ConfigError, Diagnostic, Severity};
 pub use model::*;
-pub use secret::{Secret, SigningKey, redacted_url};
+pub use secret::{Secret, SigningKey, WhsecError, redacted_url};
 
 /// How to resolve `${VAR}` references while loading.
 pub struct LoadOptions<'a> {

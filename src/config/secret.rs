@@ -3,8 +3,16 @@
 //!
 //! `Debug` and `Display` print `<redacted>`; the value is read only through
 //! `expose`, so every place that uses a secret is easy to find.
+//!
+//! A Standard Webhooks `whsec_<base64>` secret is decoded here
+//! ([`SigningKey::from_whsec`]), at load, so `signing` only ever sees key bytes.
 
 use std::fmt;
+
+use base64::Engine as _;
+use base64::alphabet;
+use base64::engine::DecodePaddingMode;
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -49,10 +57,51 @@ impl SigningKey {
         SigningKey(bytes.into())
     }
 
+    /// The key of a Standard Webhooks `whsec_<base64>` secret: the decoded
+    /// base64 after the prefix.
+    ///
+    /// The prefix is required: without it a hex or plain-text secret that
+    /// happens to be valid base64 would silently become a different key from
+    /// the one the other side uses. Padding is optional.
+    pub fn from_whsec(secret: &str) -> Result<SigningKey, WhsecError> {
+        let encoded = secret
+            .strip_prefix(WHSEC_PREFIX)
+            .ok_or(WhsecError::MissingPrefix)?;
+        let key = WHSEC_BASE64
+            .decode(encoded)
+            .map_err(|_| WhsecError::NotBase64)?;
+        if key.is_empty() {
+            return Err(WhsecError::Empty);
+        }
+        Ok(SigningKey(key))
+    }
+
     /// The key bytes. Call only where a MAC is computed, never to format them.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
+}
+
+/// What every Standard Webhooks secret starts with.
+const WHSEC_PREFIX: &str = "whsec_";
+
+/// Standard base64 that accepts its input with or without `=` padding:
+/// senders differ, and the padding carries no information.
+const WHSEC_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// Why a `whsec_` secret could not be decoded. The messages never hold the
+/// secret itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WhsecError {
+    #[error("a Standard Webhooks secret must start with `whsec_`")]
+    MissingPrefix,
+    #[error("the part after `whsec_` is not standard base64")]
+    NotBase64,
+    #[error("the part after `whsec_` is empty")]
+    Empty,
 }
 
 impl fmt::Debug for SigningKey {
@@ -80,6 +129,45 @@ mod tests {
         let k = SigningKey::new(b"hunter2-key".to_vec());
         assert_eq!(format!("{k} {k:?}"), "<redacted> <redacted>");
         assert_eq!(k.expose(), b"hunter2-key");
+    }
+
+    #[test]
+    fn whsec_secrets_need_the_prefix_and_base64() {
+        use base64::engine::general_purpose::STANDARD;
+
+        // The Standard Webhooks specification's example secret: 24 key bytes.
+        let spec = SigningKey::from_whsec("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        assert_eq!(
+            spec.expose(),
+            STANDARD.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+        );
+        assert_eq!(spec.expose().len(), 24);
+
+        assert_eq!(
+            SigningKey::from_whsec("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            Err(WhsecError::MissingPrefix)
+        );
+        assert_eq!(
+            SigningKey::from_whsec("whsec_not base64!"),
+            Err(WhsecError::NotBase64)
+        );
+        assert_eq!(SigningKey::from_whsec("whsec_"), Err(WhsecError::Empty));
+        // 32 bytes: 44 characters with padding, 43 without; both decode.
+        let padded = format!("whsec_{}", STANDARD.encode([7u8; 32]));
+        assert!(padded.ends_with('='));
+        assert_eq!(
+            SigningKey::from_whsec(&padded),
+            Ok(SigningKey::new(vec![7u8; 32]))
+        );
+        assert_eq!(
+            SigningKey::from_whsec(padded.trim_end_matches('=')),
+            Ok(SigningKey::new(vec![7u8; 32]))
+        );
+        // The error never holds the secret.
+        let e = SigningKey::from_whsec("whsec_TOPSECRET!!")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("TOPSECRET"), "{e}");
     }
 }
 

@@ -264,9 +264,8 @@ fn sends(
             Err(e) => render_error(e),
         },
         TargetKind::Email(email) => {
-            let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-            let vars = render::delivery_vars(attempt, &target.name, &received_at);
-            match render::email(email, templates, payload, &vars) {
+            let vars = render::AttemptVars::new(attempt, &target.name);
+            match render::email(email, templates, payload, &vars.vars()) {
                 Ok(m) => Send::Email {
                     from: email.from.to_string(),
                     to: email.to.iter().map(ToString::to_string).collect(),

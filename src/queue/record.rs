@@ -200,7 +200,9 @@ pub struct AttemptRecord {
     pub status: Option<u16>,
     /// A short error description (never a secret or a URL).
     pub error: Option<String>,
-    /// The first 1 KiB of the response body, for failed attempts.
+    /// The first 1 KiB of the response body, for failed attempts. Cut to
+    /// size where it is made (`targets::Failure::with_excerpt`); a store
+    /// keeps what it is given.
     pub response_excerpt: Option<String>,
 }
 

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::StatusSet;
 
-/// How much of a failed response body is kept.
+/// How much of a failed response body is kept (DESIGN.md section 5: the
+/// first 1 KiB). [`Failure::with_excerpt`] is where that rule is applied, for
+/// every target kind; the store keeps what it is given.
 pub const RESPONSE_EXCERPT_BYTES: usize = 1024;
 
 /// The result of one attempt.
@@ -83,10 +85,28 @@ impl Failure {
         self
     }
 
+    /// What the receiver answered, cut to [`RESPONSE_EXCERPT_BYTES`] at a
+    /// character boundary.
     pub fn with_excerpt(mut self, excerpt: Option<String>) -> Self {
-        self.response_excerpt = excerpt;
+        self.response_excerpt = excerpt.map(|mut text| {
+            let kept = truncate_at_char_boundary(&text, RESPONSE_EXCERPT_BYTES).len();
+            text.truncate(kept);
+            text
+        });
         self
     }
+}
+
+/// At most `max` bytes of `s`, cut at a character boundary.
+pub fn truncate_at_char_boundary(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,5 +184,27 @@ mod tests {
         let earlier = httpdate::fmt_http_date(now - Duration::from_secs(30));
         assert_eq!(parse_retry_after(&earlier, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate_at_char_boundary("abc", 5), "abc");
+        assert_eq!(truncate_at_char_boundary("abcdef", 3), "abc");
+        assert_eq!(truncate_at_char_boundary("aé", 2), "a");
+    }
+
+    #[test]
+    fn excerpts_are_cut_to_1_kib_on_a_char_boundary() {
+        let long = "é".repeat(600); // 1200 bytes
+        let f = Failure::permanent("x").with_excerpt(Some(long));
+        let kept = f.response_excerpt.unwrap();
+        assert_eq!(kept.len(), 1024);
+        assert!(kept.chars().all(|c| c == 'é'));
+        let f = Failure::permanent("x").with_excerpt(Some("short".into()));
+        assert_eq!(f.response_excerpt.as_deref(), Some("short"));
+        assert_eq!(
+            Failure::permanent("x").with_excerpt(None).response_excerpt,
+            None
+        );
     }
 }

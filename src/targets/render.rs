@@ -9,22 +9,35 @@ use super::Attempt;
 use crate::config::{BodyMode, EmailTarget, HttpTarget, SlackTarget};
 use crate::templates::{DeliveryVars, TemplateSet};
 
-/// The `hookgate` template variables for one attempt.
+/// The `hookgate` template variables of one attempt to one target.
 ///
-/// `received_at` is passed in (already formatted) so the caller owns the string.
-pub fn delivery_vars<'a>(
-    attempt: &Attempt<'a>,
+/// Owns `received_at`, formatted once as RFC 3339 UTC; [`AttemptVars::vars`]
+/// lends the [`DeliveryVars`] the templates take.
+pub struct AttemptVars<'a> {
+    attempt: Attempt<'a>,
     target: &'a str,
-    received_at: &'a str,
-) -> DeliveryVars<'a> {
-    DeliveryVars {
-        event_id: attempt.event_id,
-        delivery_id: attempt.delivery_id,
-        route: attempt.route,
-        target,
-        source: attempt.source,
-        received_at,
-        attempt: attempt.number,
+    received_at: String,
+}
+
+impl<'a> AttemptVars<'a> {
+    pub fn new(attempt: &Attempt<'a>, target: &'a str) -> Self {
+        AttemptVars {
+            attempt: *attempt,
+            target,
+            received_at: crate::clock::format_rfc3339_ms(attempt.received_at_ms),
+        }
+    }
+
+    pub fn vars(&self) -> DeliveryVars<'_> {
+        DeliveryVars {
+            event_id: self.attempt.event_id,
+            delivery_id: self.attempt.delivery_id,
+            route: self.attempt.route,
+            target: self.target,
+            source: self.attempt.source,
+            received_at: &self.received_at,
+            attempt: self.attempt.number,
+        }
     }
 }
 
@@ -133,4 +146,37 @@ fn is_json(content_type: &http::HeaderValue) -> bool {
             essence == "application/json" || essence.ends_with("+json")
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_vars_hold_the_attempt_and_the_formatted_receive_time() {
+        let body = Bytes::from_static(b"{}");
+        let attempt = Attempt {
+            event_id: "e1",
+            delivery_id: "d1",
+            route: "ended-calls",
+            source: "outrival",
+            received_at_ms: 1_764_590_400_123,
+            number: 2,
+            body: &body,
+        };
+        let owned = AttemptVars::new(&attempt, "crm");
+        let vars = owned.vars();
+        assert_eq!(
+            (
+                vars.event_id,
+                vars.delivery_id,
+                vars.route,
+                vars.target,
+                vars.source,
+                vars.attempt
+            ),
+            ("e1", "d1", "ended-calls", "crm", "outrival", 2)
+        );
+        assert_eq!(vars.received_at, "2025-12-01T12:00:00.123Z");
+    }
 }

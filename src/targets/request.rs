@@ -19,13 +19,15 @@ use crate::config::{HttpTarget, SignatureScheme, SigningKey, SlackTarget, Target
 use crate::signing;
 use crate::templates::TemplateSet;
 
-/// `user-agent` on every outbound request.
+/// `user-agent` on every outbound request, and `User-Agent` on every email.
 pub const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
 
-const EVENT_ID: HeaderName = HeaderName::from_static("x-hookgate-event-id");
-const DELIVERY_ID: HeaderName = HeaderName::from_static("x-hookgate-delivery-id");
-const ATTEMPT: HeaderName = HeaderName::from_static("x-hookgate-attempt");
-const ROUTE: HeaderName = HeaderName::from_static("x-hookgate-route");
+/// The `x-hookgate-*` headers of DESIGN.md section 5. The email target sends
+/// them too, spelled as mail headers are (`X-Hookgate-Event-Id`).
+pub(super) const EVENT_ID: HeaderName = HeaderName::from_static("x-hookgate-event-id");
+pub(super) const DELIVERY_ID: HeaderName = HeaderName::from_static("x-hookgate-delivery-id");
+pub(super) const ATTEMPT: HeaderName = HeaderName::from_static("x-hookgate-attempt");
+pub(super) const ROUTE: HeaderName = HeaderName::from_static("x-hookgate-route");
 
 /// One request, ready to send.
 #[derive(Debug, Clone)]
@@ -49,9 +51,8 @@ pub fn http_request(
     attempt: &Attempt<'_>,
     sent_at_unix: i64,
 ) -> Result<OutboundRequest, String> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
-    let body = render::http_body(http, templates, attempt.body, &vars)?;
+    let vars = render::AttemptVars::new(attempt, &target.name);
+    let body = render::http_body(http, templates, attempt.body, &vars.vars())?;
     let mut headers = HeaderMap::with_capacity(http.headers.len() + 8);
     // Custom headers first: hookgate's own headers below replace any of the
     // same name (config validation refuses those names anyway).
@@ -80,10 +81,9 @@ pub fn slack_request(
     templates: &TemplateSet,
     attempt: &Attempt<'_>,
 ) -> Result<OutboundRequest, String> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
+    let vars = render::AttemptVars::new(attempt, &target.name);
     let payload = render::parse_payload(attempt.body)?;
-    let message = render::slack_message(slack, templates, &payload, &vars)?;
+    let message = render::slack_message(slack, templates, &payload, &vars.vars())?;
     let body = serde_json::to_vec(&message).map_err(|e| e.to_string())?;
     let url = reqwest::Url::parse(slack.webhook_url.expose())
         // Validated at load; only an unresolved `${VAR}` (check

@@ -5,7 +5,6 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::*;
 use crate::config::SigningKey;
-use crate::signing::standard_webhooks::decode_secret;
 
 fn config(scheme: VerifyScheme, keys: &[&[u8]]) -> VerifyConfig {
     VerifyConfig {
@@ -168,7 +167,7 @@ const SW_SIG: &str = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
 fn sw_config() -> VerifyConfig {
     config(
         VerifyScheme::StandardWebhooks,
-        &[&decode_secret(SW_SECRET).unwrap()],
+        &[SigningKey::from_whsec(SW_SECRET).unwrap().expose()],
     )
 }
 
@@ -189,7 +188,7 @@ fn standard_webhooks_accepts_the_specifications_example() {
         VerifyScheme::StandardWebhooks,
         &[
             b"the-new-key-0123456789",
-            &decode_secret(SW_SECRET).unwrap(),
+            SigningKey::from_whsec(SW_SECRET).unwrap().expose(),
         ],
     );
     let several = format!("v1,bm9wZQ== v1a,abc {SW_SIG}");

@@ -78,28 +78,23 @@ where
     }
 }
 
-/// A config with one outrival source at `/webhooks/outrival` and a queue in
-/// `dir`; `rest` adds `targets:`, `routes:` and anything else.
-pub fn config_yaml(dir: &Path, rest: &str) -> String {
+/// The one outrival source of [`config_yaml`], at `/webhooks/outrival`, as a
+/// `sources:` list item.
+pub fn outrival_source() -> String {
     format!(
-        r#"version: 1
-server:
-  listen: 127.0.0.1:0
-  read_timeout: 2s
-  shutdown_timeout: 5s
-admin:
-  listen: 127.0.0.1:0
-queue:
-  path: {queue}
-sources:
-  - name: outrival
+        r#"  - name: outrival
     path: /webhooks/outrival
     verify:
       scheme: outrival
       secrets: ["{SECRET}"]
-{rest}"#,
-        queue = dir.join("queue.db").display()
+"#
     )
+}
+
+/// A config with one outrival source at `/webhooks/outrival` and a queue in
+/// `dir`; `rest` adds `targets:`, `routes:` and anything else.
+pub fn config_yaml(dir: &Path, rest: &str) -> String {
+    config_yaml_sources(dir, &outrival_source(), rest)
 }
 
 /// Like [`config_yaml`], but with the given `sources:` list items (indented

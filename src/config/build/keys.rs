@@ -6,9 +6,8 @@
 
 use super::super::env::Substituted;
 use super::super::node::Node;
-use super::super::secret::SigningKey;
+use super::super::secret::{SigningKey, WhsecError};
 use super::ctx::Ctx;
-use crate::signing::standard_webhooks::{self, SecretError};
 
 /// How a secret string becomes key bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,20 +35,20 @@ pub(super) fn signing_key(
         KeyFormat::Whsec if !text.unresolved.is_empty() => {
             Some(SigningKey::new(text.value.as_bytes()))
         }
-        KeyFormat::Whsec => match standard_webhooks::decode_secret(&text.value) {
-            Ok(key) => Some(SigningKey::new(key)),
+        KeyFormat::Whsec => match SigningKey::from_whsec(&text.value) {
+            Ok(key) => Some(key),
             Err(e) => {
                 let help = match e {
-                    SecretError::MissingPrefix => {
+                    WhsecError::MissingPrefix => {
                         "use the whole secret as the sender shows it, `whsec_` included; \
                          if you hold only the base64 key, put `whsec_` in front of it"
                     }
-                    SecretError::NotBase64 => {
+                    WhsecError::NotBase64 => {
                         "after `whsec_` comes the key in standard base64 (A-Z a-z 0-9 + /, \
                          `=` padding optional): check it was copied whole, without spaces \
                          or line breaks"
                     }
-                    SecretError::Empty => {
+                    WhsecError::Empty => {
                         "put the key after `whsec_`; a new one can be made with \
                          `echo \"whsec_$(openssl rand -base64 32)\"`"
                     }

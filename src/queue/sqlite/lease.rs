@@ -11,9 +11,6 @@ use crate::queue::{
     Claim, Completed, Completion, DeliveryId, DeliveryState, LeaseToken, NextState, RECORD_FORMAT,
 };
 
-/// The most of a response body kept per attempt (DESIGN.md section 5: first 1 KiB).
-const EXCERPT_MAX: usize = 1024;
-
 /// Due deliveries of one target, oldest due first, then in acceptance order.
 /// The `state IN (..)` term is written exactly as in the partial index
 /// `deliveries_due`, which is what lets SQLite use it (see schema.rs).
@@ -158,7 +155,7 @@ pub(super) fn complete(
         a.status,
         a.error,
         ms(a.duration_ms),
-        a.response_excerpt.as_deref().map(cap_excerpt),
+        a.response_excerpt,
         RECORD_FORMAT
     ])?;
     let retry = matches!(c.next, NextState::RetryAt(_));
@@ -206,30 +203,4 @@ pub(super) fn next_due(conn: &Connection, target: &str) -> rusqlite::Result<Opti
     conn.prepare_cached(NEXT_DUE)?
         .query_row([target], |r| r.get(0))
         .optional()
-}
-
-/// The first `EXCERPT_MAX` bytes, cut at a character boundary (the delivery
-/// engine already cuts; this keeps a careless caller from bloating the file).
-fn cap_excerpt(s: &str) -> &str {
-    if s.len() <= EXCERPT_MAX {
-        return s;
-    }
-    let mut end = EXCERPT_MAX;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::cap_excerpt;
-
-    #[test]
-    fn excerpt_is_cut_on_a_char_boundary() {
-        let s = "é".repeat(600); // 1200 bytes
-        let cut = cap_excerpt(&s);
-        assert_eq!(cut.len(), 1024);
-        assert_eq!(cap_excerpt("short"), "short");
-    }
 }

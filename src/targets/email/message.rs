@@ -12,16 +12,7 @@ use lettre::message::{MultiPart, SinglePart};
 use crate::config::EmailTarget;
 use crate::targets::Attempt;
 use crate::targets::render::RenderedEmail;
-
-/// The `x-hookgate-*` headers of DESIGN.md section 5, as mail headers, so a
-/// receiving system can dedupe on the delivery id as an HTTP receiver does.
-const EVENT_ID: HeaderName = HeaderName::new_from_ascii_str("X-Hookgate-Event-Id");
-const DELIVERY_ID: HeaderName = HeaderName::new_from_ascii_str("X-Hookgate-Delivery-Id");
-const ATTEMPT: HeaderName = HeaderName::new_from_ascii_str("X-Hookgate-Attempt");
-const ROUTE: HeaderName = HeaderName::new_from_ascii_str("X-Hookgate-Route");
-
-/// `User-Agent` of every message, as on HTTP requests.
-const USER_AGENT: &str = concat!("hookgate/", env!("CARGO_PKG_VERSION"));
+use crate::targets::request::{ATTEMPT, DELIVERY_ID, EVENT_ID, ROUTE, USER_AGENT};
 
 /// Build the message for one attempt. An error (which validated config should
 /// not produce) describes the problem without any secret.
@@ -34,14 +25,17 @@ pub fn build(
         .from(email.from.clone())
         .subject(rendered.subject)
         .message_id(Some(message_id(email, attempt.delivery_id)))
-        .user_agent(USER_AGENT.to_owned())
-        .raw_header(HeaderValue::new(EVENT_ID, attempt.event_id.to_owned()))
-        .raw_header(HeaderValue::new(
-            DELIVERY_ID,
-            attempt.delivery_id.to_owned(),
-        ))
-        .raw_header(HeaderValue::new(ATTEMPT, attempt.number.to_string()))
-        .raw_header(HeaderValue::new(ROUTE, attempt.route.to_owned()));
+        .user_agent(USER_AGENT.to_owned());
+    // The same ids as on HTTP requests, so a receiving system can dedupe on
+    // the delivery id as an HTTP receiver does.
+    for (name, value) in [
+        (EVENT_ID, attempt.event_id.to_owned()),
+        (DELIVERY_ID, attempt.delivery_id.to_owned()),
+        (ATTEMPT, attempt.number.to_string()),
+        (ROUTE, attempt.route.to_owned()),
+    ] {
+        builder = builder.raw_header(HeaderValue::new(mail_header_name(&name)?, value));
+    }
     for to in &email.to {
         builder = builder.to(to.clone());
     }
@@ -51,6 +45,25 @@ pub fn build(
         None => builder.singlepart(SinglePart::plain(rendered.body)),
     };
     built.map_err(|e| format!("cannot build the email: {e}"))
+}
+
+/// An HTTP header name as mail writes header names: each dash-separated word
+/// capitalised (`x-hookgate-event-id` becomes `X-Hookgate-Event-Id`). Mail
+/// header names are case-insensitive; this is the conventional spelling.
+fn mail_header_name(http: &::http::HeaderName) -> Result<HeaderName, String> {
+    let spelled = http
+        .as_str()
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-");
+    HeaderName::new_from_ascii(spelled).map_err(|_| format!("invalid mail header name `{http}`"))
 }
 
 /// `<DELIVERY_ID@FROM-DOMAIN>`: the same for every attempt of one delivery,

@@ -18,14 +18,14 @@ use std::time::Instant;
 use lettre::AsyncTransport;
 use lettre::transport::smtp::Error as SmtpError;
 
-use super::outcome::{AttemptOutcome, Failure, RESPONSE_EXCERPT_BYTES};
+use super::outcome::{AttemptOutcome, Failure, truncate_at_char_boundary};
 use super::{Attempt, render};
 use crate::config::{EmailTarget, Secret, Target};
 use crate::templates::TemplateSet;
 use transport::Transports;
 
 /// How much of an SMTP reply goes into the error line (all of it, up to
-/// [`RESPONSE_EXCERPT_BYTES`], is kept as the excerpt).
+/// [`super::outcome::RESPONSE_EXCERPT_BYTES`], is kept as the excerpt).
 const ERROR_REPLY_CHARS: usize = 200;
 
 /// Sends the email targets' messages; holds their transports.
@@ -81,11 +81,10 @@ fn render_message(
     templates: &TemplateSet,
     attempt: &Attempt<'_>,
 ) -> Result<lettre::Message, Failure> {
-    let received_at = crate::clock::format_rfc3339_ms(attempt.received_at_ms);
-    let vars = render::delivery_vars(attempt, &target.name, &received_at);
+    let vars = render::AttemptVars::new(attempt, &target.name);
     let payload = render::parse_payload(attempt.body).map_err(Failure::render_error)?;
     let rendered =
-        render::email(email, templates, &payload, &vars).map_err(Failure::render_error)?;
+        render::email(email, templates, &payload, &vars.vars()).map_err(Failure::render_error)?;
     message::build(email, rendered, attempt).map_err(Failure::render_error)
 }
 
@@ -98,14 +97,17 @@ fn classify(e: &SmtpError, password: Option<&Secret>) -> Failure {
         let error = if reply.is_empty() {
             format!("SMTP {status}")
         } else {
-            format!("SMTP {status}: {}", cut(&reply, ERROR_REPLY_CHARS))
+            format!(
+                "SMTP {status}: {}",
+                truncate_at_char_boundary(&reply, ERROR_REPLY_CHARS)
+            )
         };
         let failure = if e.is_permanent() {
             Failure::permanent(error)
         } else {
             Failure::retryable(error)
         };
-        let excerpt = (!reply.is_empty()).then(|| cut(&reply, RESPONSE_EXCERPT_BYTES).to_owned());
+        let excerpt = (!reply.is_empty()).then_some(reply);
         return failure.with_status(status).with_excerpt(excerpt);
     }
     let causes = causes(e);
@@ -174,18 +176,6 @@ fn scrub(text: String, password: Option<&Secret>) -> String {
     }
 }
 
-/// At most `max` bytes of `s`, cut at a character boundary.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,12 +190,5 @@ mod tests {
         assert_eq!(scrub("no secret here".into(), Some(&pw)), "no secret here");
         assert_eq!(scrub("x".into(), Some(&Secret::new(""))), "x");
         assert_eq!(scrub("x".into(), None), "x");
-    }
-
-    #[test]
-    fn cut_keeps_characters_whole() {
-        assert_eq!(cut("abc", 5), "abc");
-        assert_eq!(cut("abcdef", 3), "abc");
-        assert_eq!(cut("aé", 2), "a");
     }
 }

@@ -11,7 +11,6 @@ use super::super::super::secret::SigningKey;
 use super::super::ctx::{Ctx, Fields, Pos, Problem, child};
 use super::super::keys::{KeyFormat, signing_key};
 use super::not_a_template;
-use crate::signing::standard_webhooks;
 use crate::templates::Escape;
 
 pub(super) const KEYS: &[&str] = &[
@@ -24,6 +23,13 @@ pub(super) const KEYS: &[&str] = &[
     "template",
     "content_type",
 ];
+
+/// The headers of a Standard Webhooks signature. They must match the
+/// `ID_HEADER`, `TIMESTAMP_HEADER` and `SIGNATURE_HEADER` constants of
+/// `signing::standard_webhooks`: a copy, because `config` and `signing` are
+/// leaves that never import each other (DESIGN.md section 11).
+const STANDARD_WEBHOOKS_HEADERS: [&str; 3] =
+    ["webhook-id", "webhook-timestamp", "webhook-signature"];
 
 /// Headers hookgate sets itself; `headers` may not set them.
 const RESERVED_HEADERS: &[&str] = &[
@@ -178,14 +184,10 @@ fn secret(
 fn signature_headers(signature: &SignatureConfig) -> Vec<HeaderName> {
     match signature.scheme {
         SignatureScheme::Outrival => vec![signature.header.clone()],
-        SignatureScheme::StandardWebhooks => [
-            standard_webhooks::ID_HEADER,
-            standard_webhooks::TIMESTAMP_HEADER,
-            standard_webhooks::SIGNATURE_HEADER,
-        ]
-        .into_iter()
-        .map(HeaderName::from_static)
-        .collect(),
+        SignatureScheme::StandardWebhooks => STANDARD_WEBHOOKS_HEADERS
+            .into_iter()
+            .map(HeaderName::from_static)
+            .collect(),
     }
 }
 
