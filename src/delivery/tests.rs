@@ -259,3 +259,80 @@ async fn a_retuned_concurrency_takes_effect() {
     assert_eq!(in_flight(), 3, "concurrency 3: two more attempts start");
     h.dispatcher.shutdown(Duration::from_millis(100)).await;
 }
+
+/// A log target named `name` with a rate limit of `per_second` (burst 1).
+fn limited_log_target(dir: &Path, name: &str, per_second: u32) -> String {
+    format!(
+        "  {name}: {{ kind: log, path: \"{}\", rate_limit: {{ per_second: {per_second}, burst: 1 }} }}\n",
+        dir.join(format!("{name}.log")).display()
+    )
+}
+
+#[tokio::test]
+async fn an_unchanged_rate_limit_keeps_its_budget_across_a_reconcile() {
+    let mut h =
+        Harness::start(|d| limited_log_target(d, "slow", 1) + &log_target(d, "other")).await;
+    let dir = h.dir.path().to_owned();
+    let first = h.enqueue("slow").await;
+    h.reaches(first, DeliveryState::Delivered).await;
+    // `other` changes; `slow` does not, and its one cell is spent.
+    h.reload(&(limited_log_target(&dir, "slow", 1) + &limited_log_target(&dir, "other", 9)));
+    let second = h.enqueue("slow").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        h.record(second).await.state,
+        DeliveryState::Pending,
+        "the budget was not reset: the next cell is a second after the first"
+    );
+    h.reaches(second, DeliveryState::Delivered).await;
+    h.dispatcher.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_retuned_rate_limit_takes_effect() {
+    let mut h = Harness::start(|d| limited_log_target(d, "retuned", 1)).await;
+    let dir = h.dir.path().to_owned();
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(h.enqueue("retuned").await);
+    }
+    h.reaches(ids[0], DeliveryState::Delivered).await;
+    h.reload(&limited_log_target(&dir, "retuned", 50));
+    for id in &ids {
+        h.reaches(*id, DeliveryState::Delivered).await;
+    }
+    // At one a second the four would take three seconds; the worker waits
+    // out the cell it was already waiting for (one second), then 50/s.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(2_000), "took {took:?}");
+    h.dispatcher.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_shrunk_concurrency_takes_effect_as_attempts_end() {
+    let (port, accepted) = silent_target().await;
+    let mut h = Harness::start(|_| down_target(port, 3)).await;
+    let in_flight = || accepted.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..2 {
+        h.enqueue("down").await;
+    }
+    for _ in 0..100 {
+        if in_flight() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(in_flight(), 2);
+    // Two permits are held: shrinking to 1 retires the free one now and
+    // one more when an attempt ends, so nothing new starts.
+    h.reload(&down_target(port, 1));
+    let shared = h.dispatcher.targets["down"].shared().clone();
+    for _ in 0..3 {
+        h.enqueue("down").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(in_flight(), 2, "no attempt starts above the new cap");
+    assert_eq!(shared.permits.available_permits(), 0);
+    h.dispatcher.shutdown(Duration::from_millis(100)).await;
+}
