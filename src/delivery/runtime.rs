@@ -3,13 +3,13 @@
 //! Built from the target's config when it first appears (or is enabled), a
 //! [`TargetRuntime`] holds the target's [`TargetGate`] (circuit breaker and
 //! `Retry-After` pause), its concurrency [`Semaphore`], the rate limit its
-//! worker's [`TargetLimits`](super::limits::TargetLimits) follows, and the
+//! worker's [`TargetLimits`] follows, and the
 //! stop token of its worker. A reload that changes the target retunes these
 //! in place ([`TargetRuntime::retune`]); one that leaves it alone touches
 //! nothing, so a rate limit keeps its budget and a breaker its state
 //! (STYLE.md habit 11).
 //!
-//! The worker runs under [`supervise`]: a worker that panics is logged and
+//! The worker runs under a supervisor (`supervise`): a worker that panics is logged and
 //! started again for its target, keeping its limits and its attempts in
 //! flight (STYLE.md habit 13).
 

@@ -4,7 +4,7 @@
 //! The worker claims only as many deliveries as it has free permits, so a dead
 //! target holds at most `concurrency` deliveries in memory and never delays
 //! another target's worker. In the order of DESIGN.md section 2, the worker
-//! first asks the target's [`Gate`] (an open circuit or a `Retry-After` pause
+//! first asks the target's [`Gate`](super::gate::Gate) (an open circuit or a `Retry-After` pause
 //! means nothing is claimed and no budget spent), then a rate-limited target
 //! takes a cell of its budget ([`TargetLimits`]), then it claims: the backlog
 //! waits in the store.
