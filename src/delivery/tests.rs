@@ -172,9 +172,13 @@ async fn reconcile_starts_new_targets_and_dead_letters_removed_ones() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(h.record(for_old).await.state, DeliveryState::Pending);
 
-    h.reload(&log_target(&dir, "new"));
-    assert_eq!(h.dispatcher.running_targets(), ["new"]);
+    // As a reload will: swap, then reconcile. Ingress may route to `new` in
+    // between; that delivery waits, pending, for the worker reconcile starts.
+    let snapshot = Arc::new(snapshot_of(&dir, &log_target(&dir, "new")));
+    h.writer.store(snapshot.clone());
     let for_new = h.enqueue("new").await;
+    h.dispatcher.reconcile(&snapshot);
+    assert_eq!(h.dispatcher.running_targets(), ["new"]);
     h.reaches(for_new, DeliveryState::Delivered).await;
     let dead = h.reaches(for_old, DeliveryState::Dead).await;
     assert_eq!(dead.dead_reason, Some(DeadReason::TargetRemoved));
@@ -191,6 +195,23 @@ fn down_target(port: u16, concurrency: usize) -> String {
 fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn a_re_enabled_target_delivers_what_waited() {
+    let mut h = Harness::start(|d| log_target(d, "paused")).await;
+    let dir = h.dir.path().to_owned();
+    h.reload(&format!(
+        "  paused: {{ kind: log, path: \"{}\", enabled: false }}\n",
+        dir.join("paused.log").display()
+    ));
+    let waited = h.enqueue("paused").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.record(waited).await.state, DeliveryState::Pending);
+    h.reload(&log_target(&dir, "paused"));
+    assert_eq!(h.dispatcher.running_targets(), ["paused"]);
+    h.reaches(waited, DeliveryState::Delivered).await;
+    h.dispatcher.shutdown(Duration::from_secs(5)).await;
 }
 
 #[tokio::test]
