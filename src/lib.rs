@@ -138,7 +138,8 @@ pub async fn run_with_clock(
         read_timeout: config.server.read_timeout,
     };
     let source_limits = ingress::limits::SourceLimits::new(&config.sources);
-    let live = snapshot::live(Snapshot::new(config, clock.now_ms()));
+    // The write handle stays here until the reload module takes it.
+    let (live, _writer) = snapshot::live(Snapshot::new(config, clock.now_ms()));
     let stop = CancellationToken::new();
 
     let ingress_state = Arc::new(ingress::Ingress {

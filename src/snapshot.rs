@@ -4,7 +4,9 @@
 //! it and the [`FieldSet`] of payload paths its routes read. Ingress and
 //! delivery `load()` the current one per request or attempt and keep using it
 //! until they finish, so a reload never changes the config under a request in
-//! flight. Only reload writes it.
+//! flight. Only reload writes it: [`live`] hands out a read-only [`LiveConfig`]
+//! for everyone and one [`SnapshotWriter`] for the owner (today `lib.rs`, next
+//! the reload module; tests make their own pair).
 
 use std::sync::Arc;
 
@@ -37,10 +39,41 @@ impl Snapshot {
     }
 }
 
-/// The shared handle to the current snapshot.
-pub type LiveConfig = Arc<ArcSwap<Snapshot>>;
+/// The shared, read-only handle to the current snapshot: ingress, delivery
+/// and admin can load it, never replace it.
+#[derive(Clone)]
+pub struct LiveConfig(Arc<ArcSwap<Snapshot>>);
 
-/// Wrap a first snapshot for sharing.
-pub fn live(snapshot: Snapshot) -> LiveConfig {
-    Arc::new(ArcSwap::from_pointee(snapshot))
+impl LiveConfig {
+    /// The current snapshot, cheaply, for a short use (one request, one attempt).
+    pub fn load(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+        self.0.load()
+    }
+
+    /// The current snapshot, to keep (across awaits or in a task).
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.0.load_full()
+    }
+}
+
+/// The one handle that can swap the live snapshot. Held by whoever does
+/// reloads; deliberately not `Clone`.
+pub struct SnapshotWriter(Arc<ArcSwap<Snapshot>>);
+
+impl SnapshotWriter {
+    /// Make `snapshot` the current one: the next request or attempt sees it.
+    pub fn store(&self, snapshot: Arc<Snapshot>) {
+        self.0.store(snapshot);
+    }
+
+    /// A read-only handle to the same snapshot.
+    pub fn reader(&self) -> LiveConfig {
+        LiveConfig(self.0.clone())
+    }
+}
+
+/// Wrap a first snapshot for sharing: the read handle and the write handle.
+pub fn live(snapshot: Snapshot) -> (LiveConfig, SnapshotWriter) {
+    let shared = Arc::new(ArcSwap::from_pointee(snapshot));
+    (LiveConfig(shared.clone()), SnapshotWriter(shared))
 }

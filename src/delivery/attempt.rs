@@ -7,9 +7,10 @@ use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::WorkerContext;
 use super::gate::Signal;
 use super::retry;
-use super::worker::{TargetGate, WorkerContext};
+use super::runtime::TargetShared;
 use crate::metrics;
 use crate::queue::{AttemptRecord, Claim, Completion, DeadReason, NextState};
 use crate::targets::{Attempt, AttemptOutcome, FailureClass};
@@ -17,10 +18,12 @@ use crate::targets::{Attempt, AttemptOutcome, FailureClass};
 /// Make one attempt and record its outcome.
 pub async fn run(
     ctx: Arc<WorkerContext>,
-    gate: Arc<TargetGate>,
+    shared: Arc<TargetShared>,
     claim: Claim,
     _permit: OwnedSemaphorePermit,
 ) {
+    #[cfg(test)]
+    super::test_hooks::maybe_panic(super::test_hooks::Hook::Attempt, &claim.target);
     let snapshot = ctx.live.load_full();
     let at_ms = ctx.clock.now_ms();
     let started = Instant::now();
@@ -41,6 +44,13 @@ pub async fn run(
         .await;
         return;
     };
+    if !target.enabled {
+        // Disabled since it was claimed: not attempted, back to waiting.
+        if let Err(e) = ctx.store.release(claim.delivery_id, claim.lease).await {
+            tracing::error!(target = %claim.target, delivery_id = %claim.delivery_id, error = %e, "cannot release a delivery of a disabled target");
+        }
+        return;
+    }
     let event_id = claim.event_id.to_string();
     let delivery_id = claim.delivery_id.to_string();
     let number = claim.attempts_made + 1;
@@ -125,7 +135,9 @@ pub async fn run(
     metrics::delivery_attempt(&claim.target, label, elapsed.as_secs_f64());
     complete(&ctx, &claim, record, next).await;
     if let Some(signal) = signal {
-        gate.record(&claim.target, signal, ctx.clock.now_ms());
+        shared
+            .gate
+            .record(&claim.target, signal, ctx.clock.now_ms());
     }
 }
 

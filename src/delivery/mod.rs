@@ -1,7 +1,8 @@
 //! Delivery: the second half of the pipeline, from the queue to the targets.
 //!
-//! The [`Dispatcher`] runs one [`worker`] per target that this build can send
-//! to. A worker claims due deliveries from the store (a lease per claim),
+//! The [`Dispatcher`] runs one [`worker`] per enabled target, each with its
+//! [`runtime`] (gate, permits, rate limit, stop token), and
+//! [`Dispatcher::reconcile`]s them with a new snapshot. A worker claims due deliveries from the store (a lease per claim),
 //! attempts them through [`crate::targets::Senders`] using the target's
 //! *current* config, and records the outcome: delivered, retry at T
 //! ([`retry`]), or dead with a reason. A target's circuit breaker ([`gate`])
@@ -14,41 +15,114 @@ pub mod gate;
 pub mod limits;
 mod retention;
 pub mod retry;
+pub mod runtime;
+#[cfg(test)]
+mod test_hooks;
+#[cfg(test)]
+mod tests;
 pub mod worker;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::DeadReason;
-use worker::WorkerContext;
+use crate::clock::Clock;
+use crate::queue::{DeadReason, DeliveryStore};
+use crate::snapshot::{LiveConfig, Snapshot};
+use crate::targets::Senders;
+use runtime::{Settings, TargetRuntime};
 
-/// Runs the per-target workers.
+/// What every worker shares.
+pub struct WorkerContext {
+    pub live: LiveConfig,
+    pub store: Arc<dyn DeliveryStore>,
+    pub senders: Arc<Senders>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Runs the per-target workers, one [`TargetRuntime`] per enabled target.
 pub struct Dispatcher {
-    workers: JoinSet<()>,
+    ctx: Arc<WorkerContext>,
+    targets: HashMap<String, TargetRuntime>,
+    /// Every task: supervised workers (running or finishing after a stop),
+    /// retention, sweeps, concurrency shrinks.
+    tasks: JoinSet<()>,
     stop: CancellationToken,
 }
 
 impl Dispatcher {
-    /// Start a worker for every target of the current config that this build
-    /// can deliver to. Deliveries for the others stay pending (and are logged).
+    /// Reconcile from nothing: a worker for every enabled target of the
+    /// current config, and the store's retention.
     pub fn start(ctx: WorkerContext) -> Dispatcher {
         let ctx = Arc::new(ctx);
         let stop = CancellationToken::new();
-        let mut workers = JoinSet::new();
-        let snapshot = ctx.live.load_full();
-        workers.spawn(sweep_removed_targets(ctx.clone()));
-        workers.spawn(retention::run(ctx.clone(), stop.clone()));
-        for target in &snapshot.config.targets {
-            if !target.enabled {
-                // Its deliveries (from before it was disabled) wait, pending.
-                continue;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(retention::run(ctx.clone(), stop.clone()));
+        let mut dispatcher = Dispatcher {
+            ctx,
+            targets: HashMap::new(),
+            tasks,
+            stop,
+        };
+        let snapshot = dispatcher.ctx.live.load_full();
+        dispatcher.reconcile(&snapshot);
+        dispatcher
+    }
+
+    /// Bring the running targets in line with `snapshot` (the one just made
+    /// live): start workers for new or newly enabled targets, stop those of
+    /// removed or disabled ones (their attempts in flight finish), and retune
+    /// changed ones in place, keeping what did not change: a rate limit's
+    /// budget, a breaker's state, the permits held by attempts in flight.
+    /// Waiting deliveries of removed targets are dead-lettered
+    /// `target_removed`; those of disabled targets wait, pending.
+    pub fn reconcile(&mut self, snapshot: &Snapshot) {
+        self.reap_finished();
+        let wanted: HashMap<&str, &crate::config::Target> = snapshot
+            .config
+            .targets
+            .iter()
+            .filter(|t| t.enabled)
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        self.targets.retain(|name, runtime| {
+            let keep = wanted.contains_key(name.as_str());
+            if !keep {
+                tracing::info!(target = %name, "target removed or disabled: its worker stops");
+                runtime.stop();
             }
-            workers.spawn(worker::run(ctx.clone(), target.name.clone(), stop.clone()));
+            keep
+        });
+        for (name, target) in wanted {
+            match self.targets.get_mut(name) {
+                Some(runtime) => runtime.retune(Settings::of(target), &mut self.tasks),
+                None => {
+                    let runtime =
+                        TargetRuntime::start(&self.ctx, target, &self.stop, &mut self.tasks);
+                    self.targets.insert(name.to_owned(), runtime);
+                }
+            }
         }
-        Dispatcher { workers, stop }
+        self.tasks.spawn(sweep_removed_targets(self.ctx.clone()));
+    }
+
+    /// The names of the targets that have a worker, sorted (for tests and logs).
+    pub fn running_targets(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.targets.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Log the tasks that ended since the last look; a task that panicked
+    /// says so (a worker's own panics are caught and restarted by its
+    /// supervisor, so this is the last line of defence).
+    fn reap_finished(&mut self) {
+        while let Some(ended) = self.tasks.try_join_next() {
+            log_task_end(ended);
+        }
     }
 
     /// Stop claiming, let attempts in flight finish within `deadline`, then
@@ -57,20 +131,30 @@ impl Dispatcher {
     pub async fn shutdown(mut self, deadline: Duration) {
         self.stop.cancel();
         let drained = tokio::time::timeout(deadline, async {
-            while self.workers.join_next().await.is_some() {}
+            while let Some(ended) = self.tasks.join_next().await {
+                log_task_end(ended);
+            }
         })
         .await;
         if drained.is_err() {
             tracing::warn!("delivery attempts still running after {deadline:?}; cutting them off");
-            self.workers.abort_all();
-            while self.workers.join_next().await.is_some() {}
+            self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
         }
     }
 }
 
+fn log_task_end(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = ended
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a delivery task panicked");
+    }
+}
+
 /// Dead-letter (`target_removed`) the waiting deliveries of targets that are
-/// no longer in the config, e.g. after a restart with a changed file. They
-/// can be replayed once the target is back.
+/// no longer in the config: after a restart with a changed file, or a
+/// reconcile that removed them. They can be replayed once the target is back.
 async fn sweep_removed_targets(ctx: Arc<WorkerContext>) {
     let names = match ctx.store.targets_with_work().await {
         Ok(names) => names,
@@ -84,20 +168,26 @@ async fn sweep_removed_targets(ctx: Arc<WorkerContext>) {
         if snapshot.config.target_by_name(&name).is_some() {
             continue;
         }
-        match ctx
-            .store
-            .dead_letter_target(&name, DeadReason::TargetRemoved, ctx.clock.now_ms())
-            .await
-        {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                target = %name,
-                deliveries = n,
-                "target is no longer in the config: its waiting deliveries are dead-lettered (target_removed); replay them once it is back"
-            ),
-            Err(e) => {
-                tracing::error!(target = %name, error = %e, "cannot dead-letter the deliveries of a removed target")
-            }
+        dead_letter_removed(&ctx, &name).await;
+    }
+}
+
+/// Dead-letter (`target_removed`) the waiting deliveries of one target that
+/// is no longer in the config.
+async fn dead_letter_removed(ctx: &WorkerContext, name: &str) {
+    match ctx
+        .store
+        .dead_letter_target(name, DeadReason::TargetRemoved, ctx.clock.now_ms())
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            target = %name,
+            deliveries = n,
+            "target is no longer in the config: its waiting deliveries are dead-lettered (target_removed); replay them once it is back"
+        ),
+        Err(e) => {
+            tracing::error!(target = %name, error = %e, "cannot dead-letter the deliveries of a removed target")
         }
     }
 }

@@ -4,89 +4,90 @@
 //! The worker claims only as many deliveries as it has free permits, so a dead
 //! target holds at most `concurrency` deliveries in memory and never delays
 //! another target's worker. In the order of DESIGN.md section 2, the worker
-//! first asks the target's [`Gate`] (an open circuit or a `Retry-After` pause
+//! first asks the target's [`Gate`](super::gate::Gate) (an open circuit or a `Retry-After` pause
 //! means nothing is claimed and no budget spent), then a rate-limited target
 //! takes a cell of its budget ([`TargetLimits`]), then it claims: the backlog
 //! waits in the store.
 //! When nothing is due it sleeps until the earliest due time or until the
 //! store signals new work — it never polls.
 //!
-//! The gate and the limits are the target's runtime state, built from its
-//! config here; a reload would keep them and hand them the new settings
-//! ([`Gate::set_settings`], [`TargetLimits::apply`]).
+//! The gate, the permits and the rate limit are the target's runtime state
+//! ([`super::runtime`]); the worker reads them on every turn, so a reload
+//! that retunes them takes effect at the next claim. Its attempts run in an
+//! [`Attempts`] set that outlives a panicking worker: an attempt that panics
+//! is logged with its `JoinError` and its delivery released at once.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
+pub use super::WorkerContext;
 use super::attempt;
-use super::gate::{Admission, Gate, Signal};
+use super::gate::Admission;
 use super::limits::{Cell, TargetLimits};
-use crate::clock::Clock;
-use crate::metrics;
-use crate::queue::DeliveryStore;
-use crate::snapshot::LiveConfig;
-use crate::targets::Senders;
+use super::runtime::{TargetGate, TargetShared};
+use crate::config::RateLimit;
+use crate::queue::{Claim, DeliveryId, LeaseToken};
 
 /// How long to back off after the store fails a claim.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest sleep while idle; a safety net, not the wake-up mechanism.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
-/// What every worker shares.
-pub struct WorkerContext {
-    pub live: LiveConfig,
-    pub store: Arc<dyn DeliveryStore>,
-    pub senders: Arc<Senders>,
-    pub clock: Arc<dyn Clock>,
-}
-
-/// Run the worker for `target` until `stop` is cancelled; attempts in flight
-/// are left to the caller's deadline (see [`super::Dispatcher::shutdown`]).
-pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToken) {
-    let wake: Arc<Notify> = ctx.store.work_signal().subscribe(&target);
-    let (concurrency, breaker, rate_limit) = {
-        let snapshot = ctx.live.load();
-        match snapshot.config.target_by_name(&target) {
-            Some(t) => (t.concurrency, t.circuit_breaker, t.rate_limit),
-            None => return,
-        }
-    };
-    let permits = Arc::new(Semaphore::new(concurrency));
-    let mut limits = TargetLimits::new(&target, rate_limit);
-    let gate = Arc::new(TargetGate {
-        gate: Mutex::new(Gate::new(breaker)),
-        changed: Notify::new(),
-    });
-    metrics::circuit_open(&target, false);
-    let mut attempts = JoinSet::new();
+/// Run the worker of one target until `stop` is cancelled. Attempts it
+/// spawns go into `attempts`, which the caller drains (see
+/// [`super::runtime`]); `limits` follows `rate_limit`.
+pub async fn run(
+    ctx: &Arc<WorkerContext>,
+    shared: &Arc<TargetShared>,
+    rate_limit: &mut watch::Receiver<Option<RateLimit>>,
+    limits: &mut TargetLimits,
+    attempts: &mut Attempts,
+    stop: &CancellationToken,
+) {
+    let target = shared.name.as_str();
+    let wake: Arc<Notify> = ctx.store.work_signal().subscribe(target);
+    let gate = &shared.gate;
+    if ctx.live.load().config.target_by_name(target).is_none() {
+        return;
+    }
     loop {
-        while attempts.try_join_next().is_some() {}
+        #[cfg(test)]
+        super::test_hooks::maybe_panic(super::test_hooks::Hook::Worker, target);
+        attempts.reap().await;
+        if rate_limit.has_changed().unwrap_or(false) {
+            limits.apply(*rate_limit.borrow_and_update());
+        }
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            Some(ended) = attempts.next_ended() => {
+                attempts.ended(ended).await;
+                continue;
+            }
             () = stop.cancelled() => break,
         };
         // The breaker first (DESIGN.md section 2): while the circuit is open
         // or a `Retry-After` pause holds, nothing is claimed and no rate
         // budget is spent.
         let mut admission = gate.lock().admit(ctx.clock.now_ms());
-        if wait_at_gate(admission, &gate, &ctx, &stop).await {
+        if wait_at_gate(admission, gate, ctx, attempts, stop).await {
             continue; // the permit is dropped: look again
         }
         if limits.is_limited() {
             // A cell spent on a claim that finds nothing is budget lost:
             // take one only when something is due.
-            let due = match ctx.store.next_due(&target).await {
+            let due = match ctx.store.next_due(target).await {
                 Ok(due) => due.is_some_and(|d| d <= ctx.clock.now_ms()),
                 Err(e) => {
                     tracing::error!(%target, error = %e, "cannot read the next due time");
                     if admission == Admission::Probe {
                         gate.lock().probe_unused();
                     }
-                    sleep_or_stop(STORE_ERROR_BACKOFF, &stop).await;
+                    sleep_or_stop(STORE_ERROR_BACKOFF, stop).await;
                     continue;
                 }
             };
@@ -96,10 +97,10 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
                 }
                 drop(permit);
                 limits.went_idle();
-                idle(&ctx, &target, &wake, &stop).await;
+                idle(ctx, target, &wake, attempts, stop).await;
                 continue;
             }
-            match limits.first_cell(&stop).await {
+            match limits.first_cell(stop).await {
                 Cell::Stopped => {
                     if admission == Admission::Probe {
                         gate.lock().probe_unused();
@@ -111,7 +112,7 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
                 // waited: ask again (the cell is spent either way).
                 Cell::AfterWait if admission == Admission::Open => {
                     admission = gate.lock().admit(ctx.clock.now_ms());
-                    if wait_at_gate(admission, &gate, &ctx, &stop).await {
+                    if wait_at_gate(admission, gate, ctx, attempts, stop).await {
                         continue;
                     }
                 }
@@ -120,13 +121,9 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
         }
         let limit = match admission {
             Admission::Probe => 1,
-            _ => limits.claim_size(permits.available_permits() + 1),
+            _ => limits.claim_size(shared.permits.available_permits() + 1),
         };
-        let claims = match ctx
-            .store
-            .claim_due(&target, ctx.clock.now_ms(), limit)
-            .await
-        {
+        let claims = match ctx.store.claim_due(target, ctx.clock.now_ms(), limit).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(%target, error = %e, "cannot claim deliveries");
@@ -134,7 +131,7 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
                     gate.lock().probe_unused();
                 }
                 drop(permit);
-                sleep_or_stop(STORE_ERROR_BACKOFF, &stop).await;
+                sleep_or_stop(STORE_ERROR_BACKOFF, stop).await;
                 continue;
             }
         };
@@ -144,56 +141,110 @@ pub async fn run(ctx: Arc<WorkerContext>, target: String, stop: CancellationToke
                 gate.lock().probe_unused();
             }
             drop(permit);
-            idle(&ctx, &target, &wake, &stop).await;
+            idle(ctx, target, &wake, attempts, stop).await;
             continue;
         }
         let mut permit = Some(permit);
         for claim in claims {
             let Some(p) = permit
                 .take()
-                .or_else(|| permits.clone().try_acquire_owned().ok())
+                .or_else(|| shared.permits.clone().try_acquire_owned().ok())
             else {
-                // Cannot happen (only this loop takes permits), but never lose a claim.
+                // Only when concurrency shrank during the claim: give it back.
                 let _ = ctx.store.release(claim.delivery_id, claim.lease).await;
                 continue;
             };
-            attempts.spawn(attempt::run(ctx.clone(), gate.clone(), claim, p));
+            attempts.spawn(claim, p);
         }
     }
-    // Stopping: the attempts in flight finish (or are cut off by the caller).
-    while attempts.join_next().await.is_some() {}
 }
 
-/// A target's [`Gate`], shared by its worker and its attempts.
-pub struct TargetGate {
-    gate: Mutex<Gate>,
-    /// Notified when an outcome was recorded (a probe came back, a pause was set).
-    changed: Notify,
+/// A target's attempts in flight, with the claim each one holds, so that an
+/// attempt that dies is logged and its delivery given back. Owned by the
+/// target's supervisor: it outlives a panicking worker.
+pub struct Attempts {
+    ctx: Arc<WorkerContext>,
+    shared: Arc<TargetShared>,
+    set: JoinSet<()>,
+    claims: HashMap<Id, (DeliveryId, LeaseToken)>,
 }
 
-impl TargetGate {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Gate> {
-        self.gate
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+impl Attempts {
+    pub fn new(ctx: Arc<WorkerContext>, shared: Arc<TargetShared>) -> Attempts {
+        Attempts {
+            ctx,
+            shared,
+            set: JoinSet::new(),
+            claims: HashMap::new(),
+        }
     }
 
-    /// Record one attempt's signal; log and export a change of the circuit.
-    pub fn record(&self, target: &str, signal: Signal, now: i64) {
-        let (changed, open) = {
-            let mut gate = self.lock();
-            let changed = gate.record(signal, now);
-            (changed, gate.is_open())
-        };
-        if changed {
-            metrics::circuit_open(target, open);
-            if open {
-                tracing::warn!(%target, "circuit opened: deliveries wait without spending attempts");
-            } else {
-                tracing::info!(%target, "circuit closed: the target answers again");
+    fn spawn(&mut self, claim: Claim, permit: OwnedSemaphorePermit) {
+        let held = (claim.delivery_id, claim.lease);
+        let task = self.set.spawn(attempt::run(
+            self.ctx.clone(),
+            self.shared.clone(),
+            claim,
+            permit,
+        ));
+        self.claims.insert(task.id(), held);
+    }
+
+    /// Handle every attempt that has ended, without waiting.
+    async fn reap(&mut self) {
+        while let Some(ended) = self.set.try_join_next_with_id() {
+            self.ended(ended).await;
+        }
+    }
+
+    /// The next attempt to end; `None` at once when none is in flight (a
+    /// `select!` branch that is then disabled).
+    async fn next_ended(&mut self) -> Option<Result<(Id, ()), JoinError>> {
+        self.set.join_next_with_id().await
+    }
+
+    async fn ended(&mut self, ended: Result<(Id, ()), JoinError>) {
+        let e = match ended {
+            Ok((id, ())) => {
+                self.claims.remove(&id);
+                return;
             }
+            Err(e) => e,
+        };
+        let held = self.claims.remove(&e.id());
+        if !e.is_panic() {
+            // Cut off at shutdown: the delivery stays `in_flight` and is
+            // attempted again after the restart, that attempt not counted.
+            return;
         }
-        self.changed.notify_one();
+        let target = &self.shared.name;
+        let Some((delivery_id, lease)) = held else {
+            tracing::error!(%target, error = %e, "a delivery attempt panicked");
+            return;
+        };
+        tracing::error!(
+            %target,
+            %delivery_id,
+            error = %e,
+            "a delivery attempt panicked; its delivery is released to be attempted again"
+        );
+        self.shared.gate.attempt_lost();
+        // A stale lease (the outcome was recorded before the panic) changes nothing.
+        if let Err(e) = self.ctx.store.release(delivery_id, lease).await {
+            tracing::error!(
+                %target,
+                %delivery_id,
+                error = %e,
+                "cannot release the delivery of a panicked attempt; it is retried after a restart"
+            );
+        }
+    }
+
+    /// Wait for every attempt in flight to end.
+    pub async fn drain(&mut self) {
+        while let Some(ended) = self.set.join_next_with_id().await {
+            self.ended(ended).await;
+        }
     }
 }
 
@@ -203,6 +254,7 @@ async fn wait_at_gate(
     admission: Admission,
     gate: &TargetGate,
     ctx: &WorkerContext,
+    attempts: &mut Attempts,
     stop: &CancellationToken,
 ) -> bool {
     match admission {
@@ -211,6 +263,7 @@ async fn wait_at_gate(
             tokio::select! {
                 () = ctx.clock.sleep_until(until) => {}
                 () = gate.changed.notified() => {}
+                Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
                 () = stop.cancelled() => {}
             }
             true
@@ -218,6 +271,7 @@ async fn wait_at_gate(
         Admission::WaitForProbe => {
             tokio::select! {
                 () = gate.changed.notified() => {}
+                Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
                 () = stop.cancelled() => {}
             }
             true
@@ -225,8 +279,14 @@ async fn wait_at_gate(
     }
 }
 
-/// Wait until the next due time, a new-work signal, or stop.
-async fn idle(ctx: &WorkerContext, target: &str, wake: &Notify, stop: &CancellationToken) {
+/// Wait until the next due time, a new-work signal, an attempt's end, or stop.
+async fn idle(
+    ctx: &WorkerContext,
+    target: &str,
+    wake: &Notify,
+    attempts: &mut Attempts,
+    stop: &CancellationToken,
+) {
     let (due, cap) = match ctx.store.next_due(target).await {
         Ok(Some(due)) => (Some(due), MAX_IDLE),
         Ok(None) => (None, MAX_IDLE),
@@ -248,6 +308,7 @@ async fn idle(ctx: &WorkerContext, target: &str, wake: &Notify, stop: &Cancellat
         () = until_due => {}
         () = tokio::time::sleep(cap) => {}
         () = wake.notified() => {}
+        Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
         () = stop.cancelled() => {}
     }
 }
