@@ -335,7 +335,9 @@ async fn an_unwritable_queue_answers_503_and_readyz_fails() {
 async fn an_outcome_that_cannot_be_recorded_yet_is_recorded_when_the_queue_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
-    sink.always(crate::common::sink::Answer::status(200).with_delay(Duration::from_millis(300)));
+    // Slow answers: the attempt stays in flight long enough to make the queue
+    // unwritable under it, on a loaded machine too.
+    sink.always(crate::common::sink::Answer::status(200).with_delay(Duration::from_millis(1_500)));
     let gw = Gateway::start(dir.path(), &config(dir.path(), &sink.url("/"), "")).await;
     let v: serde_json::Value = post_signed(
         &gw.url("/webhooks/outrival"),
@@ -346,20 +348,23 @@ async fn an_outcome_that_cannot_be_recorded_yet_is_recorded_when_the_queue_recov
     .await
     .unwrap();
     let id = v["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    // The attempt is in flight; the queue becomes unwritable before it ends.
-    let wal = dir.path().join("queue.db-wal");
-    if !set_immutable(&wal, true) {
-        eprintln!("skipped: chattr +i is not supported on this filesystem");
-        gw.stop().await;
-        return;
-    }
+    // Wait until the attempt is in flight (its claim is written), then make
+    // the queue unwritable before the answer comes back. (Made unwritable
+    // earlier, the claim itself would fail, and nothing would be sent.)
     eventually(
         Duration::from_secs(5),
         "the attempt reached the sink",
         || async { sink.count() == 1 },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    let wal = dir.path().join("queue.db-wal");
+    if !set_immutable(&wal, true) {
+        eprintln!("skipped: chattr +i is not supported on this filesystem");
+        gw.stop().await;
+        return;
+    }
+    // The answer arrives while the queue is unwritable; recording it fails and is retried.
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
     set_immutable(&wal, false);
     eventually(Duration::from_secs(10), "the outcome recorded", || async {
         gw.admin_get(&format!("/admin/deliveries/{id}")).await.1["state"] == "delivered"
