@@ -23,11 +23,13 @@
 //! | [`targets`] | sending one attempt: http, slack, email, log |
 //! | [`delivery`] | per-target workers: claim → attempt → record, retry policy |
 //! | [`preview`] | `hookgate route`: one event's routes and rendered deliveries, sent nowhere |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics` |
+//! | [`reload`] | hot reload: the one writer of the snapshot; file watch, SIGHUP |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the admin API |
 //!
 //! `ingress` never imports `delivery` or `targets`; `delivery` never imports
-//! `ingress`; `queue` never imports either. Only this file and `main.rs` wire
-//! them together: [`run`] is the whole server.
+//! `ingress`; `queue` never imports either. Only this file, `main.rs` and
+//! [`reload`] (which retunes both on a new config) wire them together: [`run`]
+//! is the whole server.
 
 pub mod admin;
 pub mod clock;
@@ -40,6 +42,7 @@ pub mod metrics;
 pub mod preview;
 pub mod queue;
 pub mod rate_limit;
+pub mod reload;
 pub mod rules;
 pub mod signing;
 pub mod snapshot;
@@ -138,8 +141,8 @@ pub async fn run_with_clock(
         read_timeout: config.server.read_timeout,
     };
     let source_limits = ingress::limits::SourceLimits::new(&config.sources);
-    // The write handle stays here until the reload module takes it.
-    let (live, _writer) = snapshot::live(Snapshot::new(config, clock.now_ms()));
+    let config_path = config.file.clone();
+    let (live, writer) = snapshot::live(Snapshot::new(config, clock.now_ms()));
     let stop = CancellationToken::new();
 
     let ingress_state = Arc::new(ingress::Ingress {
@@ -148,6 +151,32 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         limits: source_limits,
     });
+    let dispatcher = Dispatcher::start(WorkerContext {
+        live: live.clone(),
+        store: store.clone(),
+        senders,
+        clock: clock.clone(),
+    });
+    // From here on only the reload task writes the snapshot or retunes the
+    // workers; it hands the dispatcher back at shutdown.
+    let (reloader, reload_handle) = reload::reloader(
+        config_path.clone(),
+        writer,
+        dispatcher,
+        ingress_state.clone(),
+        clock.clone(),
+    );
+    let reload_task = tokio::spawn(reloader.run(stop.clone()));
+    let sighup_task = reload::watch::on_sighup(reload_handle.clone(), stop.clone());
+    let _file_watch = reload::watch::watch_config_dir(&config_path, reload_handle.clone())
+        .inspect_err(|e| {
+            tracing::warn!(
+                "cannot watch {} for changes; reload with SIGHUP or POST /admin/reload: {e}",
+                config_path.display()
+            );
+        })
+        .ok();
+
     let ingress_addr = local_addr(&listeners.ingress);
     let admin_listen = listeners
         .admin
@@ -166,6 +195,7 @@ pub async fn run_with_clock(
         live: live.clone(),
         clock: clock.clone(),
         listen: admin_listen,
+        reload: reload_handle,
     });
     let admin_addr = admin_listen.to_string();
     let admin_task = tokio::spawn(conn::serve(
@@ -175,12 +205,6 @@ pub async fn run_with_clock(
         stop.clone(),
         drain,
     ));
-    let dispatcher = Dispatcher::start(WorkerContext {
-        live: live.clone(),
-        store: store.clone(),
-        senders,
-        clock,
-    });
     tracing::info!(listen = %ingress_addr, admin = %admin_addr, "hookgate is running");
 
     shutdown.await;
@@ -188,7 +212,14 @@ pub async fn run_with_clock(
         "shutting down: no longer accepting; finishing requests and deliveries in flight"
     );
     stop.cancel();
-    let (_, _, ()) = tokio::join!(ingress_task, admin_task, dispatcher.shutdown(drain));
+    // A reload under way finishes first; then the workers drain.
+    let drain_deliveries = async {
+        match reload_task.await {
+            Ok(dispatcher) => dispatcher.shutdown(drain).await,
+            Err(e) => tracing::error!("the reload task ended abnormally: {e}"),
+        }
+    };
+    let (_, _, (), _) = tokio::join!(ingress_task, admin_task, drain_deliveries, sighup_task);
     tracing::info!("stopped");
     Ok(())
 }

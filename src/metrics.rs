@@ -19,6 +19,7 @@ pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
 pub const RATE_LIMITED_TOTAL: &str = "hookgate_rate_limited_total";
+pub const CONFIG_RELOADS_TOTAL: &str = "hookgate_config_reloads_total";
 
 /// Seconds: from a fast local receiver to the longest sensible timeout.
 const DURATION_BUCKETS: &[f64] = &[
@@ -138,4 +139,19 @@ pub fn queue_depth(target: &str, state: &'static str, n: u64) {
 /// limited target's series exists before its first wait.
 pub fn rate_limited(target: &str, waits: u64) {
     metrics::counter!(RATE_LIMITED_TOTAL, "target" => target.to_owned()).increment(waits);
+}
+
+/// Count one config reload that applied (`success`) or was refused (`error`).
+/// A file identical to the running config is not a reload and not counted.
+pub fn config_reload(success: bool) {
+    let result = if success { "success" } else { "error" };
+    metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(1);
+}
+
+/// Both series of `hookgate_config_reloads_total` at 0, so an alert on
+/// errors has a series before the first reload.
+pub fn config_reloads_init() {
+    for result in ["success", "error"] {
+        metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
+    }
 }

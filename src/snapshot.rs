@@ -5,8 +5,8 @@
 //! delivery `load()` the current one per request or attempt and keep using it
 //! until they finish, so a reload never changes the config under a request in
 //! flight. Only reload writes it: [`live`] hands out a read-only [`LiveConfig`]
-//! for everyone and one [`SnapshotWriter`] for the owner (today `lib.rs`, next
-//! the reload module; tests make their own pair).
+//! for everyone and one [`SnapshotWriter`] for the owner (the
+//! [`reload`](crate::reload) task; tests make their own pair).
 
 use std::sync::Arc;
 

@@ -7,11 +7,14 @@ use crate::config::{
     Backoff, BodyMode, Condition, FieldMatch, FieldTest, SignatureScheme, SmtpTls, Target,
     TargetKind, redacted_url,
 };
+use crate::reload::LastReloadError;
 use crate::snapshot::Snapshot;
 
 const REDACTED: &str = "<redacted>";
 
-pub fn render(snapshot: &Snapshot) -> Value {
+/// The body of `GET /admin/config`: `snapshot` and the last failed reload
+/// (`None` once the file on disk is the running config again).
+pub fn render(snapshot: &Snapshot, last_reload_error: Option<&LastReloadError>) -> Value {
     let config = &snapshot.config;
     let sources: Vec<Value> = config
         .sources
@@ -54,7 +57,10 @@ pub fn render(snapshot: &Snapshot) -> Value {
         "targets": targets,
         "routes": routes,
         "unmatched": config.unmatched.iter().map(|&t| config.target(t).name.as_str()).collect::<Vec<_>>(),
-        "last_reload_error": Value::Null,
+        "last_reload_error": last_reload_error.map_or(Value::Null, |e| json!({
+            "at": format_rfc3339_ms(e.at_ms),
+            "message": e.message,
+        })),
     })
 }
 

@@ -5,7 +5,8 @@
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when the config is loaded and the queue is writable, else 503 |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
-//! | `GET /admin/config` | the loaded config, secrets redacted |
+//! | `GET /admin/config` | the loaded config, secrets redacted, and the last reload error |
+//! | `POST /admin/reload` | reload the config file now: 200 `{"version"}` or 422 `invalid_config` |
 //! | `GET /admin/deliveries` | deliveries, newest first; `state`, `target`, `event_id`, `limit`, `cursor` |
 //! | `GET /admin/deliveries/{id}` | one delivery with every attempt and its event |
 //! | `POST /admin/deliveries/{id}/replay` | replay one dead or delivered delivery |
@@ -33,6 +34,7 @@ use warp::{Filter, Reply};
 use crate::clock::Clock;
 use crate::error_body::error_response;
 use crate::queue::DeliveryStore;
+use crate::reload::{ReloadError, ReloadHandle, Trigger};
 use crate::snapshot::LiveConfig;
 
 /// What the admin endpoints read.
@@ -43,6 +45,8 @@ pub struct Admin {
     pub clock: Arc<dyn Clock>,
     /// The address the admin listener is bound to (loopback or not).
     pub listen: SocketAddr,
+    /// Asks the reload task to reload, and reads its last error.
+    pub reload: ReloadHandle,
 }
 
 pub fn filter(
@@ -83,8 +87,17 @@ pub fn filter(
         .and(warp::get())
         .and(with_state.clone())
         .map(|state: Arc<Admin>| {
-            warp::reply::json(&config_view::render(&state.live.load())).into_response()
+            let last_error = state.reload.status().last_error();
+            warp::reply::json(&config_view::render(
+                &state.live.load(),
+                last_error.as_ref(),
+            ))
+            .into_response()
         });
+    let reload = warp::path!("reload")
+        .and(warp::post())
+        .and(with_state.clone())
+        .then(reload);
     let list = warp::path!("deliveries")
         .and(warp::get())
         .and(with_state.clone())
@@ -109,6 +122,8 @@ pub fn filter(
         .and(query)
         .then(deliveries::purge_dead);
     let api = config
+        .or(reload)
+        .unify()
         .or(list)
         .unify()
         .or(detail)
@@ -137,6 +152,24 @@ pub fn filter(
         .unify()
         .recover(recover)
         .unify()
+}
+
+/// `POST /admin/reload`: reload through the same path as the file watcher
+/// and SIGHUP, and answer with its outcome.
+async fn reload(state: Arc<Admin>) -> Response {
+    match state.reload.reload(Trigger::Admin).await {
+        Ok(version) => {
+            warp::reply::json(&serde_json::json!({ "version": version })).into_response()
+        }
+        Err(ReloadError::Invalid(message)) => {
+            error_response(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", &message)
+        }
+        Err(e @ ReloadError::Stopped) => error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            &e.to_string(),
+        ),
+    }
 }
 
 /// Why an `/admin/*` request was refused before routing.

@@ -139,7 +139,12 @@ impl Gateway {
     ) -> Gateway {
         let path = dir.join("rules.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let loaded = config::load_file(&path, &LoadOptions::from_process_env(false))
+        Self::start_file(&path, clock, admin_bind).await
+    }
+
+    /// Load the config file at `path` as it is (a symlink, say) and run it.
+    pub async fn start_file(path: &Path, clock: Arc<dyn Clock>, admin_bind: &str) -> Gateway {
+        let loaded = config::load_file(path, &LoadOptions::from_process_env(false))
             .unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         let ingress = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin = tokio::net::TcpListener::bind(admin_bind).await.unwrap();

@@ -1,0 +1,441 @@
+//! Hot reload (DESIGN.md section 7): each trigger (POST /admin/reload, the
+//! file watcher for an editor's rename and a kubelet ConfigMap swap, SIGHUP
+//! to the real binary), an invalid file refused with the old config kept, a
+//! removed target's pending deliveries dead-lettered, and 20 reloads under a
+//! steady load with no request failing.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hookgate::clock::SystemClock;
+use sha2::{Digest, Sha256};
+
+use crate::common::sink::{Answer, Sink};
+use crate::common::{
+    self, Gateway, Process, SECRET, TARGET_SECRET, event, eventually, post_signed,
+};
+
+/// A config whose one route sends everything to target `name` at `url`.
+fn routed_to(dir: &Path, name: &str, url: &str, extra: &str) -> String {
+    common::config_yaml(
+        dir,
+        &format!(
+            "targets:\n  {name}:\n    kind: http\n    url: {url}\n    secret: {TARGET_SECRET}\n    timeout: 1s\n{extra}\
+             routes:\n  - name: all\n    match: {{}}\n    targets: [{name}]\n"
+        ),
+    )
+}
+
+fn version_of(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Replace `path` atomically (write a temporary file, rename it over), as
+/// editors do, so no reader ever sees half a file.
+fn replace_file(path: &Path, text: &str) {
+    let tmp = path.with_file_name(".rules.yaml.tmp");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+async fn post_event(gw: &Gateway) -> reqwest::Response {
+    let companion = format!("c-{}", uuid::Uuid::now_v7());
+    post_signed(
+        &gw.url("/webhooks/outrival"),
+        &event("status-changed", "VOICE", "ended", &companion),
+    )
+    .await
+}
+
+async fn reload(gw: &Gateway) -> (u16, serde_json::Value) {
+    gw.admin_send(reqwest::Method::POST, "/admin/reload").await
+}
+
+async fn reloads_counted(gw: &Gateway, result: &str) -> u64 {
+    let series = format!("hookgate_config_reloads_total{{result=\"{result}\"}}");
+    gw.metric(&series)
+        .await
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn running_version(gw: &Gateway) -> String {
+    let (status, config) = gw.admin_get("/admin/config").await;
+    assert_eq!(status, 200);
+    config["version"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn admin_reload_applies_a_new_route_and_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Sink::start().await, Sink::start().await);
+    let first = routed_to(dir.path(), "old", &old.url("/"), "");
+    let gw = Gateway::start(dir.path(), &first).await;
+    assert_eq!(post_event(&gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the old target got the event",
+        || async { old.count() == 1 },
+    )
+    .await;
+
+    let second = routed_to(dir.path(), "new", &new.url("/"), "");
+    replace_file(&dir.path().join("rules.yaml"), &second);
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], version_of(&second));
+    assert_eq!(running_version(&gw).await, version_of(&second));
+
+    assert_eq!(post_event(&gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the new target got the event",
+        || async { new.count() == 1 },
+    )
+    .await;
+    assert_eq!(old.count(), 1, "the old target is no longer routed to");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_file_changes_nothing_and_a_fixed_one_applies() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Sink::start().await, Sink::start().await);
+    let first = routed_to(dir.path(), "old", &old.url("/"), "");
+    let gw = Gateway::start(dir.path(), &first).await;
+    let errors_before = reloads_counted(&gw, "error").await;
+
+    // A route naming a target that does not exist.
+    let broken = routed_to(dir.path(), "new", &new.url("/"), "")
+        .replace("targets: [new]", "targets: [nosuch]");
+    let path = dir.path().join("rules.yaml");
+    replace_file(&path, &broken);
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"], "invalid_config");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        has_location(message, &path),
+        "no file:line:column in {message}"
+    );
+    assert!(message.contains("nosuch"), "{message}");
+
+    // The old config still serves, and says what went wrong.
+    assert_eq!(running_version(&gw).await, version_of(&first));
+    assert_eq!(post_event(&gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the old target still delivers",
+        || async { old.count() == 1 },
+    )
+    .await;
+    let (_, config) = gw.admin_get("/admin/config").await;
+    let last = &config["last_reload_error"];
+    assert!(
+        has_location(last["message"].as_str().unwrap(), &path),
+        "{last}"
+    );
+    assert!(last["at"].as_str().unwrap().ends_with('Z'), "{last}");
+    assert!(reloads_counted(&gw, "error").await > errors_before);
+
+    let successes_before = reloads_counted(&gw, "success").await;
+    let fixed = routed_to(dir.path(), "new", &new.url("/"), "");
+    replace_file(&path, &fixed);
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["version"], version_of(&fixed));
+    let (_, config) = gw.admin_get("/admin/config").await;
+    assert_eq!(config["last_reload_error"], serde_json::Value::Null);
+    assert!(reloads_counted(&gw, "success").await > successes_before);
+    assert_eq!(post_event(&gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the new target delivers",
+        || async { new.count() == 1 },
+    )
+    .await;
+    gw.stop().await;
+}
+
+/// `PATH:LINE:COLUMN` appears in `message`.
+fn has_location(message: &str, path: &Path) -> bool {
+    let prefix = format!("{}:", path.display());
+    message.match_indices(&prefix).any(|(i, _)| {
+        let rest = &message[i + prefix.len()..];
+        let mut parts = rest.splitn(3, ':');
+        let line = parts.next().unwrap_or("");
+        let column = parts.next().unwrap_or("");
+        !line.is_empty()
+            && line.chars().all(|c| c.is_ascii_digit())
+            && !column.is_empty()
+            && column.chars().all(|c| c.is_ascii_digit())
+    })
+}
+
+#[tokio::test]
+async fn the_watcher_sees_an_editors_write_and_rename() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Sink::start().await, Sink::start().await);
+    // The config in a directory of its own (the queue, next to it, changes
+    // all the time): only the rename can wake the watcher.
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    let config = conf.join("rules.yaml");
+    std::fs::write(&config, routed_to(dir.path(), "old", &old.url("/"), "")).unwrap();
+    let gw = Gateway::start_file(&config, Arc::new(SystemClock), "127.0.0.1:0").await;
+    // The admin listener answers once the watch is in place.
+    let _ = running_version(&gw).await;
+
+    let second = routed_to(dir.path(), "new", &new.url("/"), "");
+    replace_file(&config, &second);
+    eventually(Duration::from_secs(5), "the watcher reloaded", || async {
+        running_version(&gw).await == version_of(&second)
+    })
+    .await;
+    assert_eq!(post_event(&gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the new target got the event",
+        || async { new.count() == 1 },
+    )
+    .await;
+    assert_eq!(old.count(), 0);
+    gw.stop().await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_watcher_sees_a_configmap_symlink_swap() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("config");
+    let (old, new) = (Sink::start().await, Sink::start().await);
+    // The layout the kubelet makes for a ConfigMap mounted as a directory.
+    let first = routed_to(dir.path(), "old", &old.url("/"), "");
+    std::fs::create_dir_all(mount.join("..2026_12_01_a")).unwrap();
+    std::fs::write(mount.join("..2026_12_01_a/rules.yaml"), &first).unwrap();
+    symlink("..2026_12_01_a", mount.join("..data")).unwrap();
+    symlink("..data/rules.yaml", mount.join("rules.yaml")).unwrap();
+    let config = mount.join("rules.yaml");
+    let gw = Gateway::start_file(&config, Arc::new(SystemClock), "127.0.0.1:0").await;
+    assert_eq!(running_version(&gw).await, version_of(&first));
+
+    // The kubelet's update: a new timestamped directory, a `..data_tmp`
+    // symlink to it, renamed over `..data`; `rules.yaml` itself never changes.
+    let second = routed_to(dir.path(), "new", &new.url("/"), "");
+    std::fs::create_dir_all(mount.join("..2026_12_01_b")).unwrap();
+    std::fs::write(mount.join("..2026_12_01_b/rules.yaml"), &second).unwrap();
+    symlink("..2026_12_01_b", mount.join("..data_tmp")).unwrap();
+    std::fs::rename(mount.join("..data_tmp"), mount.join("..data")).unwrap();
+    std::fs::remove_dir_all(mount.join("..2026_12_01_a")).unwrap();
+
+    eventually(Duration::from_secs(5), "the watcher reloaded", || async {
+        running_version(&gw).await == version_of(&second)
+    })
+    .await;
+    assert_eq!(post_event(&gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the new target got the event",
+        || async { new.count() == 1 },
+    )
+    .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_removed_targets_pending_deliveries_are_dead_lettered_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    sink.always(Answer::status(503));
+    let retry = "    retry: { schedule: [1m] }\n";
+    let gw = Gateway::start(
+        dir.path(),
+        &routed_to(dir.path(), "crm", &sink.url("/"), retry),
+    )
+    .await;
+    let resp = post_event(&gw).await;
+    assert_eq!(resp.status(), 202);
+    let accepted: serde_json::Value = resp.json().await.unwrap();
+    let delivery = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    gw.delivery_reaches(&delivery, "state", "retrying").await;
+
+    replace_file(
+        &dir.path().join("rules.yaml"),
+        &routed_to(dir.path(), "crm2", &sink.url("/"), retry),
+    );
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    gw.delivery_reaches(&delivery, "state", "dead").await;
+    gw.delivery_reaches(&delivery, "dead_reason", "target_removed")
+        .await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn twenty_reloads_under_load_fail_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let one = routed_to(
+        dir.path(),
+        "crm",
+        &sink.url("/"),
+        "    headers: { x-config: one }\n",
+    );
+    let two = routed_to(
+        dir.path(),
+        "crm",
+        &sink.url("/"),
+        "    headers: { x-config: two }\n",
+    );
+    let gw = Arc::new(Gateway::start(dir.path(), &one).await);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for client in 0..4 {
+        let (gw, stop) = (gw.clone(), stop.clone());
+        load.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut answers: BTreeMap<String, u64> = BTreeMap::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = event(
+                    "status-changed",
+                    "VOICE",
+                    "ended",
+                    &format!("c{client}-{n}"),
+                );
+                let answer = http
+                    .post(gw.url("/webhooks/outrival"))
+                    .header("content-type", "application/json")
+                    .header("x-signature", common::sign(SECRET, body.as_bytes()))
+                    .body(body)
+                    .send()
+                    .await;
+                let key = match answer {
+                    Ok(r) => r.status().as_u16().to_string(),
+                    Err(e) => format!("error: {e}"),
+                };
+                *answers.entry(key).or_default() += 1;
+            }
+            answers
+        }));
+    }
+
+    let path = dir.path().join("rules.yaml");
+    for i in 0..20 {
+        let text = if i % 2 == 0 { &two } else { &one };
+        replace_file(&path, text);
+        let (status, body) = reload(&gw).await;
+        assert_eq!(status, 200, "reload {i}: {body}");
+        assert_eq!(body["version"], version_of(text), "reload {i}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    let mut answers: BTreeMap<String, u64> = BTreeMap::new();
+    for task in load {
+        for (k, v) in task.await.unwrap() {
+            *answers.entry(k).or_default() += v;
+        }
+    }
+    let total: u64 = answers.values().sum();
+    assert!(total >= 20, "too little load to mean anything: {answers:?}");
+    assert_eq!(
+        answers.get("202"),
+        Some(&total),
+        "every answer: {answers:?}"
+    );
+    // The last file (one) is what runs, and deliveries carry it.
+    assert_eq!(running_version(&gw).await, version_of(&one));
+    Arc::try_unwrap(gw).ok().unwrap().stop().await;
+}
+
+/// SIGHUP to the real binary. The config is a symlink to a file in another
+/// directory, and that file is edited in place: the watcher (which watches
+/// the symlink's directory, where nothing else changes) does not see it, so
+/// only the signal can reload.
+#[cfg(unix)]
+#[tokio::test]
+async fn sighup_reloads_the_real_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (port, admin_port) = (common::free_port(), common::free_port());
+    let binary_config = |extra_target: &str| {
+        format!(
+            r#"version: 1
+server:
+  listen: 127.0.0.1:{port}
+admin:
+  listen: 127.0.0.1:{admin_port}
+queue:
+  path: ./queue.db
+sources:
+{source}targets:
+  audit: {{ kind: log, path: ./audit.log }}
+{extra_target}routes:
+  - name: all
+    match: {{}}
+    targets: [audit]
+"#,
+            source = common::outrival_source()
+        )
+    };
+    let real = dir.path().join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let first = binary_config("");
+    std::fs::write(real.join("rules.yaml"), &first).unwrap();
+    // Its own directory: the logs and the queue change all the time, and any
+    // change in the watched directory makes the watcher read the file again.
+    let conf = dir.path().join("conf");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::os::unix::fs::symlink("../real/rules.yaml", conf.join("rules.yaml")).unwrap();
+    let mut gw = Process::serve_file(dir.path(), &conf.join("rules.yaml"), port, admin_port);
+    gw.wait_ready().await;
+    let version = || async {
+        let config: serde_json::Value = reqwest::get(gw.admin_url("/admin/config"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        config["version"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(version().await, version_of(&first));
+
+    let second = binary_config("  spare: { kind: log, path: ./spare.log }\n");
+    std::fs::write(real.join("rules.yaml"), &second).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        version().await,
+        version_of(&first),
+        "nothing but SIGHUP should reload"
+    );
+
+    let pid = gw.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually(Duration::from_secs(5), "SIGHUP reloaded", || async {
+        version().await == version_of(&second)
+    })
+    .await;
+    assert!(
+        gw.child.try_wait().unwrap().is_none(),
+        "SIGHUP must not end the process"
+    );
+    let log = gw.stderr();
+    assert!(
+        log.contains("config reloaded") && log.contains("sighup"),
+        "{log}"
+    );
+    assert!(gw.terminate().success());
+}
