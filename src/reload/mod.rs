@@ -218,11 +218,11 @@ impl Reloader {
         let running = self.writer.reader().load_full();
         let path = self.path.clone();
         let now_ms = self.clock.now_ms();
-        let (read, running) = tokio::task::spawn_blocking(move || {
-            (read_config(&path, &running.config, now_ms), running)
-        })
-        .await
-        .map_err(|e| ReloadError::Invalid(format!("the reload could not finish: {e}")))?;
+        let base = running.clone();
+        // A panic while validating is a failed reload like any other.
+        let read = tokio::task::spawn_blocking(move || read_config(&path, &base.config, now_ms))
+            .await
+            .unwrap_or_else(|e| Err(format!("the new config could not be built: {e}")));
         match read {
             Ok(Read::Unchanged) => {
                 tracing::debug!(trigger = trigger.as_str(), version = %running.config.version, "config file unchanged; nothing to reload");

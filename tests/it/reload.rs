@@ -1,7 +1,8 @@
 //! Hot reload (DESIGN.md section 7): each trigger (POST /admin/reload, the
 //! file watcher for an editor's rename and a kubelet ConfigMap swap, SIGHUP
 //! to the real binary), an invalid file refused with the old config kept, a
-//! removed target's pending deliveries dead-lettered, and 20 reloads under a
+//! removed target's pending deliveries dead-lettered, the admin token guarding
+//! the reload (and changing with it), and 20 reloads under a
 //! steady load with no request failing.
 
 use std::collections::BTreeMap;
@@ -438,4 +439,71 @@ sources:
         "{log}"
     );
     assert!(gw.terminate().success());
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn reload_is_behind_the_admin_token_and_the_token_can_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let with_token = |token: &str| {
+        routed_to(dir.path(), "crm", &sink.url("/"), "").replace(
+            "admin:\n  listen: 127.0.0.1:0\n",
+            &format!("admin:\n  listen: 127.0.0.1:0\n  token: {token}\n"),
+        )
+    };
+    // A symlink into a directory the watcher does not see, edited in place:
+    // only the POST reloads, so the old token must still open it.
+    let (conf, real) = (dir.path().join("conf"), dir.path().join("real"));
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::create_dir_all(&real).unwrap();
+    let first = with_token("first-admin-token");
+    std::fs::write(real.join("rules.yaml"), &first).unwrap();
+    std::os::unix::fs::symlink("../real/rules.yaml", conf.join("rules.yaml")).unwrap();
+    let gw = Gateway::start_file(
+        &conf.join("rules.yaml"),
+        Arc::new(SystemClock),
+        "127.0.0.1:0",
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let post = |token: Option<&'static str>| {
+        let mut request = http.post(gw.admin_url("/admin/reload"));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(None).await, 401);
+    assert_eq!(post(Some("wrong-token")).await, 401);
+    assert_eq!(
+        running_version_with(&gw, "first-admin-token").await,
+        version_of(&first)
+    );
+
+    let second = with_token("second-admin-token");
+    std::fs::write(real.join("rules.yaml"), &second).unwrap();
+    assert_eq!(post(Some("first-admin-token")).await, 200);
+    // The new token is the one that counts now.
+    assert_eq!(post(Some("first-admin-token")).await, 401);
+    assert_eq!(post(Some("second-admin-token")).await, 200);
+    assert_eq!(
+        running_version_with(&gw, "second-admin-token").await,
+        version_of(&second)
+    );
+    gw.stop().await;
+}
+
+#[cfg(unix)]
+async fn running_version_with(gw: &Gateway, token: &str) -> String {
+    let config: serde_json::Value = reqwest::Client::new()
+        .get(gw.admin_url("/admin/config"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    config["version"].as_str().unwrap().to_owned()
 }
