@@ -17,6 +17,7 @@
 //!
 //! This module is wiring, like `lib.rs`: it may use `delivery` and `ingress`.
 
+mod restart;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
-use crate::config::{self, Config, LoadOptions, QueueBackend};
+use crate::config::{self, Config, LoadOptions};
 use crate::delivery::Dispatcher;
 use crate::ingress::Ingress;
 use crate::metrics;
@@ -286,7 +287,7 @@ fn read_config(path: &Path, running: &Config, now_ms: i64) -> Result<Read, Strin
     let loaded = config::load_bytes(path, &bytes, &LoadOptions::from_process_env(false))
         .map_err(|e| e.to_string())?;
     let mut config = loaded.config;
-    let needs_restart = keep_restart_only(&mut config, running);
+    let needs_restart = restart::keep_restart_only(&mut config, running);
     Ok(Read::Valid {
         snapshot: Box::new(Snapshot::new(config, now_ms)),
         warnings: loaded.warnings.iter().map(ToString::to_string).collect(),
@@ -294,98 +295,10 @@ fn read_config(path: &Path, running: &Config, now_ms: i64) -> Result<Read, Strin
     })
 }
 
-/// Settings the running server read once at start (the listeners, their
-/// connection limits, the drain time, the queue store): put the running
-/// values back into `new`, so the snapshot says what is really in effect,
-/// and name each one that differed.
-fn keep_restart_only(new: &mut Config, running: &Config) -> Vec<&'static str> {
-    let mut changed = Vec::new();
-    let mut keep = |key: &'static str, differs: bool| {
-        if differs {
-            changed.push(key);
-        }
-    };
-    keep("server.listen", new.server.listen != running.server.listen);
-    keep(
-        "server.max_connections",
-        new.server.max_connections != running.server.max_connections,
-    );
-    keep(
-        "server.read_timeout",
-        new.server.read_timeout != running.server.read_timeout,
-    );
-    keep(
-        "server.shutdown_timeout",
-        new.server.shutdown_timeout != running.server.shutdown_timeout,
-    );
-    keep("admin.listen", new.admin.listen != running.admin.listen);
-    keep(
-        "queue.backend",
-        !same_backend(&new.queue.backend, &running.queue.backend),
-    );
-    new.server.listen = running.server.listen;
-    new.server.max_connections = running.server.max_connections;
-    new.server.read_timeout = running.server.read_timeout;
-    new.server.shutdown_timeout = running.server.shutdown_timeout;
-    new.admin.listen = running.admin.listen;
-    new.queue.backend = running.queue.backend.clone();
-    changed
-}
-
-fn same_backend(a: &QueueBackend, b: &QueueBackend) -> bool {
-    match (a, b) {
-        (QueueBackend::Sqlite { path: a }, QueueBackend::Sqlite { path: b }) => a == b,
-        (
-            QueueBackend::Redis { url: a, prefix: pa },
-            QueueBackend::Redis { url: b, prefix: pb },
-        ) => a.expose() == b.expose() && pa == pb,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::restart::tests::{load, yaml};
     use super::*;
-
-    fn load(yaml: &str) -> Config {
-        let lookup = |_: &str| None;
-        let options = LoadOptions {
-            allow_missing_env: false,
-            lookup: &lookup,
-        };
-        config::load_bytes(Path::new("rules.yaml"), yaml.as_bytes(), &options)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .config
-    }
-
-    fn yaml(listen: &str, admin: &str, queue: &str, concurrency: usize) -> String {
-        format!(
-            "version: 1\nserver:\n  listen: {listen}\nadmin:\n  listen: {admin}\nqueue:\n  path: {queue}\n\
-             sources:\n  - name: s\n    path: /s\n    verify:\n      scheme: outrival\n      secrets: [abcdefghijklmnopqrstuvwxyz]\n\
-             targets:\n  t: {{ kind: log, concurrency: {concurrency} }}\n\
-             routes:\n  - name: r\n    match: {{ event: x }}\n    targets: [t]\n"
-        )
-    }
-
-    #[test]
-    fn restart_only_settings_keep_their_running_values_and_are_named() {
-        let running = load(&yaml("127.0.0.1:8080", "127.0.0.1:9090", "/tmp/a.db", 1));
-        let mut new = load(&yaml("127.0.0.1:8081", "127.0.0.1:9091", "/tmp/b.db", 3));
-        let changed = keep_restart_only(&mut new, &running);
-        assert_eq!(changed, ["server.listen", "admin.listen", "queue.backend"]);
-        assert_eq!(new.server.listen, running.server.listen);
-        assert_eq!(new.admin.listen, running.admin.listen);
-        assert!(same_backend(&new.queue.backend, &running.queue.backend));
-        // What a reload may change is left as the new file says.
-        assert_eq!(new.targets[0].concurrency, 3);
-    }
-
-    #[test]
-    fn nothing_to_restart_when_only_reloadable_settings_change() {
-        let running = load(&yaml("127.0.0.1:8080", "127.0.0.1:9090", "/tmp/a.db", 1));
-        let mut new = load(&yaml("127.0.0.1:8080", "127.0.0.1:9090", "/tmp/a.db", 2));
-        assert!(keep_restart_only(&mut new, &running).is_empty());
-    }
 
     #[test]
     fn an_unchanged_file_is_not_a_reload() {

@@ -18,6 +18,7 @@ mod limits_target;
 mod log_target;
 mod pressure;
 mod reload;
+mod reload_triggers;
 mod routing;
 mod schemes;
 mod slack;
