@@ -66,6 +66,16 @@ impl Gate {
         self.settings = settings;
     }
 
+    /// Failures counted while closed (tests wait for the gate to hear of an
+    /// outcome, which it does just after the store records it).
+    #[cfg(test)]
+    pub fn failures(&self) -> u32 {
+        match self.circuit {
+            Circuit::Closed { failures } => failures,
+            _ => 0,
+        }
+    }
+
     pub fn is_open(&self) -> bool {
         !matches!(self.circuit, Circuit::Closed { .. })
     }

@@ -85,6 +85,15 @@ async fn retuned_breaker_settings_apply_to_the_next_failure() {
     let id = h.enqueue("down").await;
     h.reaches(id, DeliveryState::Retrying).await;
     let gate = h.dispatcher.targets["down"].shared().clone();
+    // The gate hears of the failure just after the store records it; reload
+    // before that and the first failure is judged by the new threshold.
+    for _ in 0..40 {
+        if gate.gate.lock().failures() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(gate.gate.lock().failures(), 1);
     assert!(!gate.gate.lock().is_open(), "one failure of three");
     h.reload(&tolerant(1));
     // The retry (due after 1 s) fails once more: two failures, over the new one.
