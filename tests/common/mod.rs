@@ -271,16 +271,42 @@ impl Process {
         Self::serve_file(dir, &config, port, admin_port)
     }
 
+    /// Like [`Process::serve`], with extra command-line `args` after
+    /// `serve -c FILE` and extra `env` (which may override `HOOKGATE_LOG`).
+    pub fn serve_with(dir: &Path, yaml: &str, args: &[&str], env: &[(&str, &str)]) -> Process {
+        let port = free_port();
+        let admin_port = free_port();
+        let yaml = yaml
+            .replace("{PORT}", &port.to_string())
+            .replace("{ADMIN_PORT}", &admin_port.to_string());
+        let config = dir.join("rules.yaml");
+        std::fs::write(&config, yaml).unwrap();
+        Self::spawn(dir, &config, port, admin_port, args, env)
+    }
+
     /// Start `hookgate serve -c config` in `dir`, logging to files in `dir`.
     pub fn serve_file(dir: &Path, config: &Path, port: u16, admin_port: u16) -> Process {
+        Self::spawn(dir, config, port, admin_port, &[], &[])
+    }
+
+    fn spawn(
+        dir: &Path,
+        config: &Path,
+        port: u16,
+        admin_port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Process {
         let stdout_path = dir.join(format!("stdout-{port}.log"));
         let stderr_path = dir.join(format!("stderr-{port}.log"));
         let child = Command::new(binary())
             .arg("serve")
             .arg("-c")
             .arg(config)
+            .args(args)
             .current_dir(dir)
             .env("HOOKGATE_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&stdout_path).unwrap())
             .stderr(std::fs::File::create(&stderr_path).unwrap())

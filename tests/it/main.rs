@@ -17,6 +17,7 @@ mod limits_source;
 mod limits_target;
 mod log_target;
 mod pressure;
+mod redaction;
 mod reload;
 mod reload_triggers;
 mod routing;
