@@ -257,6 +257,28 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_hookgate")
 }
 
+/// The real binary's dry run: write `yaml` and `event` into `dir`, run
+/// `hookgate route --format json`, and parse what it printed (panics with
+/// its stderr when it fails).
+pub fn dry_run(dir: &Path, yaml: &str, event: &str) -> serde_json::Value {
+    let event_file = dir.join("event.json");
+    std::fs::write(&event_file, event).unwrap();
+    let rules = dir.join("dry.yaml");
+    std::fs::write(&rules, yaml).unwrap();
+    let out = Command::new(binary())
+        .args(["route", "--format", "json", "-c"])
+        .arg(&rules)
+        .arg(&event_file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 impl Process {
     /// Write `yaml` to `dir/rules.yaml` (after replacing `{PORT}` and
     /// `{ADMIN_PORT}` with free ports) and start `hookgate serve` on it.

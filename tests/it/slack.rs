@@ -4,11 +4,10 @@
 //! show in `last_error`, `/admin/config` or the logs.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use crate::common::sink::{Answer, Sink};
-use crate::common::{self, Gateway, Process, binary, event, eventually, post_signed};
+use crate::common::{self, Gateway, Process, dry_run, event, eventually, post_signed};
 
 /// The path part of the test webhook URL: Slack's token lives there.
 const HOOK_PATH: &str = "/services/T0HOOKGATE/B0TEST/slack-token-do-not-show";
@@ -180,22 +179,7 @@ async fn the_dry_run_shows_the_message_the_sender_posts() {
     let extra = "    text: \"{{ companionId }}: {{ data.status }}\"\n    username: hookgate\n";
     let yaml = slack_yaml(dir.path(), &sink.url(HOOK_PATH), extra);
     let body = event("status-changed", "VOICE", "ended", "c-dry");
-    let event_file = dir.path().join("event.json");
-    std::fs::write(&event_file, &body).unwrap();
-    let rules = dir.path().join("dry.yaml");
-    std::fs::write(&rules, &yaml).unwrap();
-    let out = Command::new(binary())
-        .args(["route", "--format", "json", "-c"])
-        .arg(&rules)
-        .arg(&event_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let preview: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let preview = dry_run(dir.path(), &yaml, &body);
     assert!(
         !preview.to_string().contains("slack-token-do-not-show"),
         "{preview}"

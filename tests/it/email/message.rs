@@ -2,12 +2,9 @@
 //! parts with the event's text escaped in HTML, and the dry run showing the
 //! same message the server receives.
 
-use serde_json::Value;
-use std::process::Command;
-
 use super::{accept, config, detail, ended_call, gateway, only, target};
 use crate::common::smtp::{SmtpOptions, SmtpServer};
-use crate::common::{Gateway, binary};
+use crate::common::{Gateway, dry_run};
 
 #[tokio::test]
 async fn text_email_reaches_every_recipient_with_headers_and_body() {
@@ -101,22 +98,7 @@ async fn the_dry_run_shows_the_email_the_server_receives() {
     );
     let yaml = config(dir.path(), &keys);
     let body = ended_call("c-dry é", "Ça <b>urgent</b> & \"now\"");
-    let event_file = dir.path().join("event.json");
-    std::fs::write(&event_file, &body).unwrap();
-    let rules = dir.path().join("dry.yaml");
-    std::fs::write(&rules, &yaml).unwrap();
-    let out = Command::new(binary())
-        .args(["route", "--format", "json", "-c"])
-        .arg(&rules)
-        .arg(&event_file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let preview: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let preview = dry_run(dir.path(), &yaml, &body);
     let deliveries = preview["deliveries"].as_array().unwrap();
     assert_eq!(deliveries.len(), 1, "{preview}");
     let shown = &deliveries[0];
