@@ -283,14 +283,7 @@ impl Process {
     /// Write `yaml` to `dir/rules.yaml` (after replacing `{PORT}` and
     /// `{ADMIN_PORT}` with free ports) and start `hookgate serve` on it.
     pub fn serve(dir: &Path, yaml: &str) -> Process {
-        let port = free_port();
-        let admin_port = free_port();
-        let yaml = yaml
-            .replace("{PORT}", &port.to_string())
-            .replace("{ADMIN_PORT}", &admin_port.to_string());
-        let config = dir.join("rules.yaml");
-        std::fs::write(&config, yaml).unwrap();
-        Self::serve_file(dir, &config, port, admin_port)
+        Self::serve_with(dir, yaml, &[], &[])
     }
 
     /// Like [`Process::serve`], with extra command-line `args` after

@@ -26,6 +26,18 @@ pub(crate) fn routed_to(dir: &Path, name: &str, url: &str, extra: &str) -> Strin
     )
 }
 
+/// Post one event and wait until `sink` (the target the running config
+/// routes to) has received `expected` requests in all.
+pub(crate) async fn delivered_to(gw: &Gateway, sink: &Sink, expected: usize) {
+    assert_eq!(post_event(gw).await.status(), 202);
+    eventually(
+        Duration::from_secs(5),
+        "the routed target got the event",
+        || async { sink.count() == expected },
+    )
+    .await;
+}
+
 pub(crate) fn version_of(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -71,13 +83,7 @@ async fn admin_reload_applies_a_new_route_and_target() {
     let (old, new) = (Sink::start().await, Sink::start().await);
     let first = routed_to(dir.path(), "old", &old.url("/"), "");
     let gw = Gateway::start(dir.path(), &first).await;
-    assert_eq!(post_event(&gw).await.status(), 202);
-    eventually(
-        Duration::from_secs(5),
-        "the old target got the event",
-        || async { old.count() == 1 },
-    )
-    .await;
+    delivered_to(&gw, &old, 1).await;
 
     let second = routed_to(dir.path(), "new", &new.url("/"), "");
     replace_file(&dir.path().join("rules.yaml"), &second);
@@ -86,13 +92,7 @@ async fn admin_reload_applies_a_new_route_and_target() {
     assert_eq!(body["version"], version_of(&second));
     assert_eq!(running_version(&gw).await, version_of(&second));
 
-    assert_eq!(post_event(&gw).await.status(), 202);
-    eventually(
-        Duration::from_secs(5),
-        "the new target got the event",
-        || async { new.count() == 1 },
-    )
-    .await;
+    delivered_to(&gw, &new, 1).await;
     assert_eq!(old.count(), 1, "the old target is no longer routed to");
     gw.stop().await;
 }
@@ -122,13 +122,7 @@ async fn an_invalid_file_changes_nothing_and_a_fixed_one_applies() {
 
     // The old config still serves, and says what went wrong.
     assert_eq!(running_version(&gw).await, version_of(&first));
-    assert_eq!(post_event(&gw).await.status(), 202);
-    eventually(
-        Duration::from_secs(5),
-        "the old target still delivers",
-        || async { old.count() == 1 },
-    )
-    .await;
+    delivered_to(&gw, &old, 1).await;
     let (_, config) = gw.admin_get("/admin/config").await;
     let last = &config["last_reload_error"];
     assert!(
@@ -147,13 +141,7 @@ async fn an_invalid_file_changes_nothing_and_a_fixed_one_applies() {
     let (_, config) = gw.admin_get("/admin/config").await;
     assert_eq!(config["last_reload_error"], serde_json::Value::Null);
     assert!(reloads_counted(&gw, "success").await > successes_before);
-    assert_eq!(post_event(&gw).await.status(), 202);
-    eventually(
-        Duration::from_secs(5),
-        "the new target delivers",
-        || async { new.count() == 1 },
-    )
-    .await;
+    delivered_to(&gw, &new, 1).await;
     gw.stop().await;
 }
 

@@ -11,7 +11,7 @@ use hookgate::clock::SystemClock;
 
 use crate::common::sink::Sink;
 use crate::common::{self, Gateway, Process, eventually};
-use crate::reload::{post_event, replace_file, routed_to, running_version, version_of};
+use crate::reload::{delivered_to, replace_file, routed_to, running_version, version_of};
 
 #[tokio::test]
 async fn the_watcher_sees_an_editors_write_and_rename() {
@@ -33,13 +33,7 @@ async fn the_watcher_sees_an_editors_write_and_rename() {
         running_version(&gw).await == version_of(&second)
     })
     .await;
-    assert_eq!(post_event(&gw).await.status(), 202);
-    eventually(
-        Duration::from_secs(5),
-        "the new target got the event",
-        || async { new.count() == 1 },
-    )
-    .await;
+    delivered_to(&gw, &new, 1).await;
     assert_eq!(old.count(), 0);
     gw.stop().await;
 }
@@ -74,13 +68,7 @@ async fn the_watcher_sees_a_configmap_symlink_swap() {
         running_version(&gw).await == version_of(&second)
     })
     .await;
-    assert_eq!(post_event(&gw).await.status(), 202);
-    eventually(
-        Duration::from_secs(5),
-        "the new target got the event",
-        || async { new.count() == 1 },
-    )
-    .await;
+    delivered_to(&gw, &new, 1).await;
     gw.stop().await;
 }
 
