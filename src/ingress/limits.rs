@@ -34,7 +34,8 @@ impl SourceLimits {
     }
 
     /// Take the sources of a new config: a source whose limit is unchanged
-    /// keeps its limiter and budget; a new or changed one starts afresh.
+    /// keeps its limiter and budget, a changed one starts with its budget
+    /// spent, a new one starts full.
     pub fn apply(&self, sources: &[Source]) {
         let current = self.by_source.load();
         self.by_source.store(Arc::new(build(sources, &current)));
