@@ -2,7 +2,8 @@
 //!
 //! Labels are never secrets: only source, route and target names, outcomes and
 //! states. The Prometheus recorder is installed once per process
-//! ([`install`]); `/metrics` renders it.
+//! ([`install`]); `/metrics` renders it through [`render_configured`], which
+//! leaves out the series of sources, routes and targets a reload removed.
 
 use std::sync::OnceLock;
 
@@ -46,6 +47,93 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()
         })
         .clone()
+}
+
+/// The labels whose values are names from the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameLabel {
+    Source,
+    Route,
+    Target,
+}
+
+/// The recorder's text exposition without the series whose `source`, `route`
+/// or `target` label names something `is_configured` says the running config
+/// no longer has, so a reload that removes a target or route ends its series
+/// (no stale gauges) without restarting the process.
+///
+/// Why filter at render time: metrics-exporter-prometheus cannot delete one
+/// series, and an idle timeout would also drop live gauges that simply did not
+/// change. The removed series stay in the registry (a few per name ever
+/// configured) and come back, with their counts, if the name returns.
+///
+/// This reads the labels without a full exposition parser because hookgate
+/// writes every label value itself: config names (`[A-Za-z0-9][A-Za-z0-9_.-]*`),
+/// outcomes, states and bucket bounds, none of which holds `,`, `"` or `}`.
+pub fn render_configured(
+    handle: &PrometheusHandle,
+    is_configured: impl Fn(NameLabel, &str) -> bool,
+) -> String {
+    filter_exposition(&handle.render(), is_configured)
+}
+
+/// [`render_configured`] on already rendered text.
+fn filter_exposition(text: &str, is_configured: impl Fn(NameLabel, &str) -> bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    // The `# HELP` / `# TYPE` lines of the current family, written only once
+    // one of its series is kept (a family with no series left disappears).
+    let mut header = String::new();
+    let mut in_header = false;
+    let mut family_kept = false;
+    for line in text.lines() {
+        if line.starts_with('#') {
+            if !in_header {
+                header.clear();
+                family_kept = false;
+                in_header = true;
+            }
+            header.push_str(line);
+            header.push('\n');
+        } else if line.is_empty() {
+            if family_kept {
+                out.push('\n');
+            }
+        } else {
+            in_header = false;
+            if series_is_configured(line, &is_configured) {
+                if !family_kept {
+                    out.push_str(&header);
+                    family_kept = true;
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Whether every name label of one sample line (`name{k="v",..} value`)
+/// passes `is_configured`.
+fn series_is_configured(line: &str, is_configured: &impl Fn(NameLabel, &str) -> bool) -> bool {
+    let Some((_, rest)) = line.split_once('{') else {
+        return true;
+    };
+    let Some((labels, _)) = rest.split_once('}') else {
+        return true;
+    };
+    labels.split(',').all(|pair| {
+        let Some((key, value)) = pair.split_once('=') else {
+            return true;
+        };
+        let value = value.trim_matches('"');
+        match key.trim() {
+            "source" => is_configured(NameLabel::Source, value),
+            "route" => is_configured(NameLabel::Route, value),
+            "target" => is_configured(NameLabel::Target, value),
+            _ => true,
+        }
+    })
 }
 
 /// The outcome label of `hookgate_requests_total`.
@@ -153,5 +241,63 @@ pub fn config_reload(success: bool) {
 pub fn config_reloads_init() {
     for result in ["success", "error"] {
         metrics::counter!(CONFIG_RELOADS_TOTAL, "result" => result).increment(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "\
+# TYPE hookgate_deliveries_total counter
+hookgate_deliveries_total{target=\"crm\",outcome=\"delivered\"} 3
+hookgate_deliveries_total{target=\"old\",outcome=\"delivered\"} 1
+
+# TYPE hookgate_circuit_open gauge
+hookgate_circuit_open{target=\"old\"} 0
+
+# TYPE hookgate_requests_total counter
+hookgate_requests_total{source=\"\",outcome=\"not_found\"} 2
+hookgate_requests_total{source=\"outrival\",outcome=\"accepted\"} 5
+
+# TYPE hookgate_queue_commits_total counter
+hookgate_queue_commits_total 4
+
+# TYPE hookgate_delivery_duration_seconds histogram
+hookgate_delivery_duration_seconds_bucket{target=\"old\",le=\"0.005\"} 1
+hookgate_delivery_duration_seconds_sum{target=\"old\"} 0.001
+";
+
+    fn only_crm_and_outrival(label: NameLabel, name: &str) -> bool {
+        match label {
+            NameLabel::Source => name.is_empty() || name == "outrival",
+            NameLabel::Route => name == "all",
+            NameLabel::Target => name == "crm",
+        }
+    }
+
+    #[test]
+    fn series_of_removed_names_and_their_empty_families_are_left_out() {
+        let out = filter_exposition(TEXT, only_crm_and_outrival);
+        assert_eq!(
+            out,
+            "\
+# TYPE hookgate_deliveries_total counter
+hookgate_deliveries_total{target=\"crm\",outcome=\"delivered\"} 3
+
+# TYPE hookgate_requests_total counter
+hookgate_requests_total{source=\"\",outcome=\"not_found\"} 2
+hookgate_requests_total{source=\"outrival\",outcome=\"accepted\"} 5
+
+# TYPE hookgate_queue_commits_total counter
+hookgate_queue_commits_total 4
+
+"
+        );
+    }
+
+    #[test]
+    fn everything_configured_is_the_text_unchanged() {
+        assert_eq!(filter_exposition(TEXT, |_, _| true), TEXT);
     }
 }

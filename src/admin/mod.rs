@@ -33,9 +33,11 @@ use warp::{Filter, Reply};
 
 use crate::clock::Clock;
 use crate::error_body::error_response;
+use crate::metrics::{self, NameLabel};
 use crate::queue::DeliveryStore;
 use crate::reload::{ReloadError, ReloadHandle, Trigger};
-use crate::snapshot::LiveConfig;
+use crate::rules::UNMATCHED_ROUTE;
+use crate::snapshot::{LiveConfig, Snapshot};
 
 /// What the admin endpoints read.
 pub struct Admin {
@@ -76,7 +78,7 @@ pub fn filter(
             let body = state
                 .metrics
                 .as_ref()
-                .map(|h| h.render())
+                .map(|h| render_metrics(h, &state.live.load()))
                 .unwrap_or_default();
             warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
                 .into_response()
@@ -152,6 +154,19 @@ pub fn filter(
         .unify()
         .recover(recover)
         .unify()
+}
+
+/// `/metrics`: the series of what the running config names (and those no
+/// name labels), so a reload that removes a target, route or source ends its
+/// series.
+fn render_metrics(handle: &PrometheusHandle, snapshot: &Snapshot) -> String {
+    let config = &snapshot.config;
+    metrics::render_configured(handle, |label, name| match label {
+        // Requests to no source path are counted with an empty source.
+        NameLabel::Source => name.is_empty() || config.sources.iter().any(|s| s.name == name),
+        NameLabel::Route => name == UNMATCHED_ROUTE || config.routes.iter().any(|r| r.name == name),
+        NameLabel::Target => config.target_by_name(name).is_some(),
+    })
 }
 
 /// `POST /admin/reload`: reload through the same path as the file watcher

@@ -14,10 +14,13 @@
 //! budget lost, so after a short claim, or after going idle, the worker asks
 //! for one cell at a time again.
 //!
-//! [`TargetLimits`] is built from the target's config and owned by its
-//! worker; [`TargetLimits::apply`] is the seam for a reload, which keeps the
-//! budget when the limit is unchanged.
+//! [`TargetLimits`] is owned by the target's worker and follows the
+//! target's limit through a `watch` channel the reconcile writes on a reload
+//! ([`TargetLimits::following`]): an unchanged limit keeps its budget, and a
+//! change reaches even a worker that is waiting for a cell (a limit raised
+//! from one a minute does not wait out the old minute).
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RateLimit;
@@ -46,6 +49,8 @@ pub struct TargetLimits {
     limiter: Option<Limiter>,
     /// How many cells the next claim may take at most.
     batch: usize,
+    /// The target's limit as reloads change it (`None`: fixed at `new`).
+    changes: Option<watch::Receiver<Option<RateLimit>>>,
 }
 
 impl TargetLimits {
@@ -58,13 +63,35 @@ impl TargetLimits {
             target: target.to_owned(),
             limiter: limit.map(Limiter::new),
             batch: 1,
+            changes: None,
+        }
+    }
+
+    /// The limits of `target`, following the limit `changes` carries.
+    pub fn following(
+        target: &str,
+        mut changes: watch::Receiver<Option<RateLimit>>,
+    ) -> TargetLimits {
+        let mut limits = TargetLimits::new(target, *changes.borrow_and_update());
+        limits.changes = Some(changes);
+        limits
+    }
+
+    /// Take up a limit changed since the last look, if any.
+    pub fn refresh(&mut self) {
+        let changed = match &mut self.changes {
+            Some(rx) if rx.has_changed().unwrap_or(false) => Some(*rx.borrow_and_update()),
+            _ => None,
+        };
+        if let Some(limit) = changed {
+            self.apply(limit);
         }
     }
 
     /// Take the target's limit from a new config. An unchanged limit keeps
     /// its limiter and budget; a changed one starts with its budget spent,
     /// so the change itself never lets an extra burst out.
-    pub fn apply(&mut self, limit: Option<RateLimit>) {
+    fn apply(&mut self, limit: Option<RateLimit>) {
         self.limiter = match (self.limiter.take(), limit) {
             (Some(kept), Some(new)) if kept.limit() == new => Some(kept),
             (Some(_), Some(new)) => Some(Limiter::spent(new)),
@@ -81,14 +108,16 @@ impl TargetLimits {
         self.limiter.is_some()
     }
 
-    /// Wait until a cell is free and take it. Unlimited: ready at once.
-    pub async fn first_cell(&self, stop: &CancellationToken) -> Cell {
-        let Some(limiter) = &self.limiter else {
-            return Cell::Ready;
-        };
+    /// Wait until a cell is free and take it. Unlimited: ready at once. A
+    /// limit changed meanwhile applies to the wait at once.
+    pub async fn first_cell(&mut self, stop: &CancellationToken) -> Cell {
         let mut counted = false;
         loop {
-            let wait = match limiter.try_take() {
+            let taken = match &self.limiter {
+                None => Ok(()),
+                Some(limiter) => limiter.try_take(),
+            };
+            let wait = match taken {
                 Ok(()) if counted => return Cell::AfterWait,
                 Ok(()) => return Cell::Ready,
                 Err(wait) => wait,
@@ -98,8 +127,20 @@ impl TargetLimits {
                 metrics::rate_limited(&self.target, 1);
                 tracing::debug!(target = %self.target, ?wait, "waiting for the target's rate limit");
             }
+            let changed = async {
+                match &mut self.changes {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => false,
+                }
+            };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
+                // `changed()` marked the value seen: take it as it is now.
+                true = changed => {
+                    if let Some(limit) = self.changes.as_mut().map(|rx| *rx.borrow_and_update()) {
+                        self.apply(limit);
+                    }
+                }
                 () = stop.cancelled() => return Cell::Stopped,
             }
         }
@@ -149,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn unlimited_never_waits_and_claims_every_free_permit() {
-        let limits = TargetLimits::new("t", None);
+        let mut limits = TargetLimits::new("t", None);
         assert!(!limits.is_limited());
         assert_ne!(
             limits.first_cell(&CancellationToken::new()).await,
@@ -201,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_for_the_next_cell() {
-        let limits = TargetLimits::new("t", limit(20, 1));
+        let mut limits = TargetLimits::new("t", limit(20, 1));
         let stop = CancellationToken::new();
         assert_eq!(limits.first_cell(&stop).await, Cell::Ready);
         let started = Instant::now();
@@ -215,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_interrupts_a_wait() {
-        let limits = TargetLimits::new("t", limit(1, 1));
+        let mut limits = TargetLimits::new("t", limit(1, 1));
         let stop = CancellationToken::new();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         let s = stop.clone();
@@ -230,6 +271,30 @@ mod tests {
             "no cell taken"
         );
         assert!(started.elapsed() < Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn a_limit_changed_during_a_wait_applies_to_that_wait() {
+        let (tx, rx) = watch::channel(limit(1, 1));
+        let mut limits = TargetLimits::following("t", rx);
+        let stop = CancellationToken::new();
+        assert_eq!(limits.first_cell(&stop).await, Cell::Ready);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tx.send_replace(limit(50, 1));
+        });
+        let started = Instant::now();
+        let waited = tokio::time::timeout(Duration::from_secs(5), limits.first_cell(&stop)).await;
+        assert_eq!(
+            waited.ok(),
+            Some(Cell::AfterWait),
+            "the old limit's next cell was a second away"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(900),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -165,21 +165,14 @@ impl TargetRuntime {
 async fn supervise(
     ctx: Arc<WorkerContext>,
     shared: Arc<TargetShared>,
-    mut rate_limit: watch::Receiver<Option<RateLimit>>,
+    rate_limit: watch::Receiver<Option<RateLimit>>,
     stop: CancellationToken,
 ) {
     let name = shared.name.clone();
-    let mut limits = TargetLimits::new(&name, *rate_limit.borrow_and_update());
+    let mut limits = TargetLimits::following(&name, rate_limit);
     let mut attempts = Attempts::new(ctx.clone(), shared.clone());
     loop {
-        let run = worker::run(
-            &ctx,
-            &shared,
-            &mut rate_limit,
-            &mut limits,
-            &mut attempts,
-            &stop,
-        );
+        let run = worker::run(&ctx, &shared, &mut limits, &mut attempts, &stop);
         match AssertUnwindSafe(run).catch_unwind().await {
             Ok(()) => break,
             Err(panic) => {

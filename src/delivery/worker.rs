@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
@@ -30,7 +30,6 @@ use super::attempt;
 use super::gate::Admission;
 use super::limits::{Cell, TargetLimits};
 use super::runtime::{TargetGate, TargetShared};
-use crate::config::RateLimit;
 use crate::queue::{Claim, DeliveryId, LeaseToken};
 
 /// How long to back off after the store fails a claim.
@@ -40,11 +39,10 @@ const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// Run the worker of one target until `stop` is cancelled. Attempts it
 /// spawns go into `attempts`, which the caller drains (see
-/// [`super::runtime`]); `limits` follows `rate_limit`.
+/// [`super::runtime`]); `limits` follows the target's rate limit.
 pub async fn run(
     ctx: &Arc<WorkerContext>,
     shared: &Arc<TargetShared>,
-    rate_limit: &mut watch::Receiver<Option<RateLimit>>,
     limits: &mut TargetLimits,
     attempts: &mut Attempts,
     stop: &CancellationToken,
@@ -59,9 +57,7 @@ pub async fn run(
         #[cfg(test)]
         super::test_hooks::maybe_panic(super::test_hooks::Hook::Worker, target);
         attempts.reap().await;
-        if rate_limit.has_changed().unwrap_or(false) {
-            limits.apply(*rate_limit.borrow_and_update());
-        }
+        limits.refresh();
         let permit = tokio::select! {
             p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             Some(ended) = attempts.next_ended() => {

@@ -116,6 +116,24 @@ sources:
     )
 }
 
+/// A config for the real binary ([`Process::serve`] fills in `{PORT}` and
+/// `{ADMIN_PORT}`) with the one outrival source and the queue in
+/// `./data/`; `rest` adds `targets:`, `routes:` and anything else.
+pub fn process_config_yaml(rest: &str) -> String {
+    format!(
+        r#"version: 1
+server:
+  listen: 127.0.0.1:{{PORT}}
+admin:
+  listen: 127.0.0.1:{{ADMIN_PORT}}
+queue:
+  path: ./data/queue.db
+sources:
+{source}{rest}"#,
+        source = outrival_source()
+    )
+}
+
 /// An in-process gateway on ephemeral loopback ports.
 pub struct Gateway {
     pub addr: SocketAddr,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use hookgate::queue::sqlite::SqliteStore;
 
 use crate::common::sink::Sink;
-use crate::common::{self, Process, SECRET, event, eventually, post_signed};
+use crate::common::{self, Process, event, eventually, post_signed, process_config_yaml};
 
 const BACKLOG: i64 = 1_000_000;
 /// Of the backlog, seeded as dead letters.
@@ -72,19 +72,8 @@ async fn a_million_pending_deliveries_behind_a_dead_target() {
     seed(&dir.path().join("data/queue.db"), now_ms);
     eprintln!("seeded {BACKLOG} deliveries in {:?}", started.elapsed());
 
-    let yaml = format!(
-        r#"version: 1
-server:
-  listen: 127.0.0.1:{{PORT}}
-admin:
-  listen: 127.0.0.1:{{ADMIN_PORT}}
-queue:
-  path: ./data/queue.db
-sources:
-  - name: outrival
-    path: /webhooks/outrival
-    verify: {{ secrets: ["{SECRET}"] }}
-targets:
+    let yaml = process_config_yaml(&format!(
+        r#"targets:
   dead:
     kind: http
     url: http://127.0.0.1:{dead_port}/
@@ -100,7 +89,7 @@ routes:
     targets: [healthy]
 "#,
         healthy.url("/")
-    );
+    ));
     let mut gw = Process::serve(dir.path(), &yaml);
     gw.wait_ready().await;
     let pid = gw.child.id();

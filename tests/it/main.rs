@@ -16,6 +16,7 @@ mod ingress;
 mod limits_source;
 mod limits_target;
 mod log_target;
+mod metrics;
 mod pressure;
 mod redaction;
 mod reload;

@@ -1,6 +1,7 @@
 //! Hot reload (DESIGN.md section 7) through `POST /admin/reload`: a new
 //! route and target apply, an invalid file is refused with the old config
-//! kept, a removed target's pending deliveries are dead-lettered, and 20
+//! kept, a changed target's pending delivery follows its new URL and secret,
+//! a removed target's pending deliveries are dead-lettered, and 20
 //! reloads under a steady load fail no request. The other triggers are in
 //! `reload_triggers`.
 
@@ -57,6 +58,17 @@ pub(crate) async fn post_event(gw: &Gateway) -> reqwest::Response {
         &event("status-changed", "VOICE", "ended", &companion),
     )
     .await
+}
+
+/// Post one event to a gateway whose one target fails, and wait until its
+/// delivery is retrying; its id.
+async fn retrying_delivery(gw: &Gateway) -> String {
+    let resp = post_event(gw).await;
+    assert_eq!(resp.status(), 202);
+    let accepted: serde_json::Value = resp.json().await.unwrap();
+    let delivery = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    gw.delivery_reaches(&delivery, "state", "retrying").await;
+    delivery
 }
 
 pub(crate) async fn reload(gw: &Gateway) -> (u16, serde_json::Value) {
@@ -171,11 +183,7 @@ async fn a_removed_targets_pending_deliveries_are_dead_lettered_on_reload() {
         &routed_to(dir.path(), "crm", &sink.url("/"), retry),
     )
     .await;
-    let resp = post_event(&gw).await;
-    assert_eq!(resp.status(), 202);
-    let accepted: serde_json::Value = resp.json().await.unwrap();
-    let delivery = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
-    gw.delivery_reaches(&delivery, "state", "retrying").await;
+    let delivery = retrying_delivery(&gw).await;
 
     replace_file(
         &dir.path().join("rules.yaml"),
@@ -186,6 +194,47 @@ async fn a_removed_targets_pending_deliveries_are_dead_lettered_on_reload() {
     gw.delivery_reaches(&delivery, "state", "dead").await;
     gw.delivery_reaches(&delivery, "dead_reason", "target_removed")
         .await;
+    gw.stop().await;
+}
+
+/// What an attempt uses beyond the frozen body, ids and route is read at the
+/// attempt (DESIGN section 5): a delivery retrying against the old URL makes
+/// its next attempt at the new URL, re-signed with the new secret, under the
+/// same delivery id and with the attempt number going on.
+#[tokio::test]
+async fn a_changed_targets_pending_delivery_goes_to_its_new_url_with_its_new_secret() {
+    const NEW_SECRET: &str = "changed-target-secret-9876543210";
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Sink::start().await, Sink::start().await);
+    old.always(Answer::status(503));
+    let retry = "    retry: { schedule: [1s], jitter: false }\n";
+    let gw = Gateway::start(
+        dir.path(),
+        &routed_to(dir.path(), "crm", &old.url("/"), retry),
+    )
+    .await;
+    let delivery = retrying_delivery(&gw).await;
+
+    let changed =
+        routed_to(dir.path(), "crm", &new.url("/"), retry).replace(TARGET_SECRET, NEW_SECRET);
+    replace_file(&dir.path().join("rules.yaml"), &changed);
+    let (status, body) = reload(&gw).await;
+    assert_eq!(status, 200, "{body}");
+    gw.delivery_reaches(&delivery, "state", "delivered").await;
+
+    assert_eq!(old.count(), 1, "one attempt at the old URL");
+    let got = new.received();
+    assert_eq!(got.len(), 1, "the retry went to the new URL");
+    assert_eq!(
+        got[0].header("x-hookgate-delivery-id"),
+        Some(delivery.as_str())
+    );
+    assert_eq!(got[0].header("x-hookgate-attempt"), Some("2"));
+    assert!(
+        got[0].signature_valid(NEW_SECRET, "x-signature"),
+        "signed with the new secret"
+    );
+    assert_eq!(got[0].body, old.received()[0].body, "the frozen body");
     gw.stop().await;
 }
 
