@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use hookgate::queue::DeliveryQueue;
 use hookgate::queue::sqlite::SqliteStore;
-use hookgate::queue::{DeliveryStore, Enqueued, NewDelivery, NewEvent};
+use hookgate::queue::{Enqueued, NewDelivery, NewEvent};
 use uuid::Uuid;
 
 const BODY: &[u8] = include_bytes!("event-1k.json");

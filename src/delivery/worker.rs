@@ -34,6 +34,10 @@ use crate::queue::{Claim, DeliveryId, LeaseToken};
 
 /// How long to back off after the store fails a claim.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// How much longer than its target's timeout a claim's lease lasts: room
+/// for recording the outcome after the attempt (and for a reload that
+/// lengthens the timeout just after the claim).
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// Longest sleep while idle; a safety net, not the wake-up mechanism.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
@@ -119,7 +123,12 @@ pub async fn run(
             Admission::Probe => 1,
             _ => limits.claim_size(shared.permits.available_permits() + 1),
         };
-        let claims = match ctx.store.claim_due(target, ctx.clock.now_ms(), limit).await {
+        let lease_ms = lease_ms(ctx, target);
+        let claims = match ctx
+            .store
+            .claim_due(target, ctx.clock.now_ms(), limit, lease_ms)
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(%target, error = %e, "cannot claim deliveries");
@@ -307,6 +316,18 @@ async fn idle(
         Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
         () = stop.cancelled() => {}
     }
+}
+
+/// The lease a claim for `target` asks for: longer than any attempt to it can
+/// take, so a live attempt's delivery is never claimed by anyone else.
+fn lease_ms(ctx: &WorkerContext, target: &str) -> i64 {
+    let timeout = ctx
+        .live
+        .load()
+        .config
+        .target_by_name(target)
+        .map_or(Duration::ZERO, |t| t.attempt_timeout());
+    i64::try_from((timeout + LEASE_MARGIN).as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn sleep_or_stop(d: Duration, stop: &CancellationToken) {

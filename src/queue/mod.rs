@@ -1,8 +1,10 @@
 //! The durable queue: where accepted events and their deliveries live until done.
 //!
-//! [`DeliveryStore`] is the narrow interface the rest of hookgate uses; ingress
-//! calls [`DeliveryStore::enqueue`], the delivery engine claims due deliveries
-//! and records each attempt's outcome. Backends sit behind it:
+//! [`DeliveryStore`] is the narrow interface the rest of hookgate uses, in two
+//! halves: [`DeliveryQueue`], the hot path (ingress enqueues, the delivery
+//! workers claim due deliveries under leases and record each attempt's
+//! outcome), and [`DeliveryRecords`], the admin, retention and sweep side.
+//! Backends sit behind it:
 //!
 //! - [`sqlite`]: the default, embedded, one writer thread with group commit.
 //! - redis (DESIGN.md section 9) will implement the same trait, and run the same
@@ -47,11 +49,25 @@ pub enum StoreError {
 /// The most rows one bulk operation changes per transaction.
 pub const BULK_BATCH: usize = 1000;
 
-/// The durable store of events and their deliveries.
+/// The durable store of events and their deliveries: the hot path
+/// ([`DeliveryQueue`]) and the records and bulk work beside it
+/// ([`DeliveryRecords`]). Every backend implements both; hookgate holds one
+/// `Arc<dyn DeliveryStore>`.
 ///
-/// Implementations must make [`enqueue`](DeliveryStore::enqueue) durable before
+/// No backend may assume it is the only process using the store (DESIGN.md
+/// section 9): a claim is a lease with an expiry, counters are the store's
+/// (shared), and wake-ups arrive through [`WorkSignal`], which a backend can
+/// feed from outside the process.
+pub trait DeliveryStore: DeliveryQueue + DeliveryRecords {}
+
+impl<T: DeliveryQueue + DeliveryRecords> DeliveryStore for T {}
+
+/// The hot path: what ingress and the delivery workers call per event and
+/// per attempt.
+///
+/// Implementations must make [`enqueue`](DeliveryQueue::enqueue) durable before
 /// its future resolves: ingress answers 202 only after it does.
-pub trait DeliveryStore: Send + Sync + 'static {
+pub trait DeliveryQueue: Send + Sync + 'static {
     /// Store one event and all its deliveries atomically (and durably).
     /// Deliveries start `pending`, due at `event.received_at_ms`.
     ///
@@ -59,24 +75,25 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// event's id comes back. The key is written in the event's own
     /// transaction, and a duplicate is answered only once that transaction is
     /// durable: a duplicate is never reported for an event that is not stored.
+    /// With `event.limits`, the event is refused ([`Enqueued::Full`]) while the
+    /// store's backlog (all processes' work, not this one's) is at a limit.
     fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, Enqueued>;
 
-    /// The unfinished work, from counters kept in memory (never by counting
-    /// rows): ingress refuses new events above `queue.max_pending` /
-    /// `queue.max_bytes`.
-    fn backlog(&self) -> Backlog;
-
-    /// Delete `delivered` deliveries last updated before `delivered_before_ms`
-    /// (with their attempts, and events left with no delivery), and dedupe
-    /// keys expired at `now_ms`, in transactions of at most [`BULK_BATCH`]
-    /// rows. Dead letters stay until replayed or purged. Returns how many
-    /// deliveries were deleted.
-    fn prune(&self, delivered_before_ms: i64, now_ms: i64) -> StoreFuture<'_, u64>;
-
-    /// Claim up to `limit` deliveries of `target` that are due at `now_ms`
-    /// (state `pending` or `retrying`), oldest due first and, among equals, in
-    /// acceptance order. Each becomes `in_flight` under a fresh lease.
-    fn claim_due(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claim>>;
+    /// Claim up to `limit` deliveries of `target` that are due at `now_ms`,
+    /// oldest due first and, among equals, in acceptance order. Due means
+    /// `pending` or `retrying` with a due time at or before `now_ms`, or
+    /// `in_flight` under a lease that expired (its holder died: the attempt
+    /// it was making is not counted, and its completion will be ignored).
+    /// Each becomes `in_flight` under a fresh lease that expires at
+    /// `now_ms + lease_ms`; the caller chooses `lease_ms` longer than any
+    /// attempt can take.
+    fn claim_due(
+        &self,
+        target: &str,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> StoreFuture<'_, Vec<Claim>>;
 
     /// Record the outcome of one attempt on a claimed delivery. Ignored (and
     /// reported as [`Completed::StaleLease`]) when the lease no longer matches.
@@ -86,8 +103,30 @@ pub trait DeliveryStore: Send + Sync + 'static {
     /// target): it returns to its previous state, no attempt counted.
     fn release(&self, delivery_id: DeliveryId, lease: LeaseToken) -> StoreFuture<'_, ()>;
 
-    /// The earliest due time among `target`'s `pending`/`retrying` deliveries.
+    /// When `target` next has something to claim: the earliest due time of its
+    /// `pending`/`retrying` deliveries, or the earliest expiry of a lease on
+    /// one of its `in_flight` ones, whichever is sooner.
     fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>>;
+
+    /// Signalled (per target) whenever new work may be due, so the delivery
+    /// engine waits instead of polling. A backend shared by several processes
+    /// feeds it from the wake-ups the others publish.
+    fn work_signal(&self) -> &WorkSignal;
+}
+
+/// Records and bulk work: the admin API, retention, the removed-target sweep
+/// and the readiness probe.
+pub trait DeliveryRecords: Send + Sync + 'static {
+    /// The unfinished work, from the store's counters (never by counting rows
+    /// per call); for a shared store, as recently as the backend last read them.
+    fn backlog(&self) -> Backlog;
+
+    /// Delete `delivered` deliveries last updated before `delivered_before_ms`
+    /// (with their attempts, and events left with no delivery), and dedupe
+    /// keys expired at `now_ms`, in transactions of at most [`BULK_BATCH`]
+    /// rows. Dead letters stay until replayed or purged. Returns how many
+    /// deliveries were deleted.
+    fn prune(&self, delivered_before_ms: i64, now_ms: i64) -> StoreFuture<'_, u64>;
 
     /// One delivery with every attempt and its event, if it exists.
     fn delivery(&self, id: DeliveryId) -> StoreFuture<'_, Option<DeliveryDetail>>;
@@ -123,8 +162,4 @@ pub trait DeliveryStore: Send + Sync + 'static {
 
     /// Succeeds when the store is open and writable (for `/readyz`).
     fn check_writable(&self) -> StoreFuture<'_, ()>;
-
-    /// Signalled (per target) whenever new work may be due, so the delivery
-    /// engine waits instead of polling.
-    fn work_signal(&self) -> &WorkSignal;
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hookgate::queue::{DeadReason, DeliveryState, DeliveryStore, sqlite::SqliteStore};
+use hookgate::queue::{DeadReason, DeliveryRecords, DeliveryState, sqlite::SqliteStore};
 
 use crate::common::sink::{Answer, Sink};
 use crate::common::{self, Gateway, TARGET_SECRET, event, eventually, post_signed};

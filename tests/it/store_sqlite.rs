@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use hookgate::queue::conformance::LEASE_MS;
 use hookgate::queue::sqlite::SqliteStore;
 use hookgate::queue::{
-    AttemptRecord, Completed, Completion, DeliveryState, DeliveryStore, NewEvent, NextState,
-    RECORD_FORMAT, StoreError,
+    AttemptRecord, Completed, Completion, DeliveryQueue, DeliveryRecords, DeliveryState,
+    DeliveryStore, NewEvent, NextState, RECORD_FORMAT, StoreError,
 };
 use tempfile::TempDir;
 
@@ -51,7 +52,7 @@ async fn reopen_after_drop_keeps_everything() {
         let store = open(&path);
         store.enqueue(ev.clone()).await.unwrap();
         store.enqueue(retried.clone()).await.unwrap();
-        let c = store.claim_due("a", T0, 10).await.unwrap();
+        let c = store.claim_due("a", T0, 10, LEASE_MS).await.unwrap();
         let r = &c[1];
         assert_eq!(r.delivery_id, retried.deliveries[0].id);
         let done = Completion {
@@ -76,14 +77,17 @@ async fn reopen_after_drop_keeps_everything() {
         .unwrap();
     assert_eq!(after.record, before.record);
     assert_eq!(after.attempts, before.attempts);
-    let claims = store.claim_due("a", T0 + 1000, 10).await.unwrap();
+    let claims = store.claim_due("a", T0 + 1000, 10, LEASE_MS).await.unwrap();
     assert_eq!(claims.len(), 2);
     assert_eq!(&claims[0].body[..], b"\x00body\xff");
     assert_eq!(
         (claims[1].delivery_id, claims[1].attempts_made),
         (retried.deliveries[0].id, 1)
     );
-    assert_eq!(store.claim_due("b", T0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.claim_due("b", T0, 10, LEASE_MS).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -95,7 +99,7 @@ async fn in_flight_deliveries_are_recovered_on_reopen_without_counting_an_attemp
         let store = open(&path);
         store.enqueue(first.clone()).await.unwrap();
         store.enqueue(second.clone()).await.unwrap();
-        let c = store.claim_due("t", T0 + 1, 10).await.unwrap();
+        let c = store.claim_due("t", T0 + 1, 10, LEASE_MS).await.unwrap();
         let retry = Completion {
             delivery_id: c[1].delivery_id,
             lease: c[1].lease,
@@ -103,7 +107,7 @@ async fn in_flight_deliveries_are_recovered_on_reopen_without_counting_an_attemp
             next: NextState::RetryAt(T0 + 100),
         };
         store.complete(retry).await.unwrap();
-        let again = store.claim_due("t", T0 + 100, 10).await.unwrap();
+        let again = store.claim_due("t", T0 + 100, 10, LEASE_MS).await.unwrap();
         assert_eq!(again.len(), 1);
         // Dropped with both deliveries in flight: the attempts are cut off.
         vec![c[0].lease, again[0].lease]
@@ -130,7 +134,7 @@ async fn in_flight_deliveries_are_recovered_on_reopen_without_counting_an_attemp
     assert_eq!(d2.attempts.len(), 1);
     // Due as before, in the same order.
     assert_eq!(store.next_due("t").await.unwrap(), Some(T0));
-    let c = store.claim_due("t", T0 + 100, 10).await.unwrap();
+    let c = store.claim_due("t", T0 + 100, 10, LEASE_MS).await.unwrap();
     let got: Vec<_> = c.iter().map(|c| (c.delivery_id, c.attempts_made)).collect();
     assert_eq!(
         got,
@@ -179,7 +183,11 @@ async fn records_carry_the_format_version() {
     let path = dir.path().join("queue.db");
     let store = open(&path);
     store.enqueue(event(T0, b"{}", &["a", "b"])).await.unwrap();
-    let c = store.claim_due("a", T0, 1).await.unwrap().remove(0);
+    let c = store
+        .claim_due("a", T0, 1, LEASE_MS)
+        .await
+        .unwrap()
+        .remove(0);
     let done = Completion {
         delivery_id: c.delivery_id,
         lease: c.lease,
@@ -203,7 +211,7 @@ async fn records_carry_the_format_version() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let ids: Vec<String> = conn
         .prepare("SELECT id FROM deliveries")
         .unwrap()

@@ -25,6 +25,16 @@ pub struct Target {
 }
 
 impl Target {
+    /// The longest one attempt to this target can take: its `timeout`, or an
+    /// email target's `smtp.timeout` when that is longer (it bounds the whole
+    /// SMTP exchange).
+    pub fn attempt_timeout(&self) -> Duration {
+        match &self.kind {
+            TargetKind::Email(email) => self.timeout.max(email.smtp.timeout),
+            _ => self.timeout,
+        }
+    }
+
     /// The kind's name as written in the file (`http`, `slack`, `email`, `log`).
     pub fn kind_name(&self) -> &'static str {
         match self.kind {

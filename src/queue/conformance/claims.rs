@@ -79,9 +79,61 @@ pub async fn claimed_delivery_is_not_claimed_again(store: Arc<dyn DeliveryStore>
     assert!(claim(&*store, "t", T0 + 60_000, 10).await.is_empty());
     assert_eq!(
         store.next_due("t").await.expect("next_due"),
-        None,
-        "in_flight is not waiting"
+        Some(T0 + LEASE_MS),
+        "in_flight is due again only when its lease expires"
     );
+}
+
+pub async fn an_expired_lease_is_claimed_again_and_its_holder_ignored(
+    store: Arc<dyn DeliveryStore>,
+) {
+    let ev = event("s", T0, b"x", &["t"]);
+    enqueue(&*store, &ev).await;
+    let lease = |now, ms| store.claim_due("t", now, 10, ms);
+    let first = lease(T0, 1000).await.expect("claim_due");
+    assert_eq!(ids(&first), [ev.deliveries[0].id]);
+    assert!(
+        lease(T0 + 999, 1000).await.expect("claim_due").is_empty(),
+        "a live lease is not taken"
+    );
+    assert_eq!(
+        store.next_due("t").await.expect("next_due"),
+        Some(T0 + 1000)
+    );
+
+    // The holder died: the lease expires and another claim takes it, as a
+    // first attempt still (the cut-off attempt is not counted).
+    let second = lease(T0 + 1000, 1000).await.expect("claim_due");
+    assert_eq!(ids(&second), ids(&first));
+    assert_ne!(second[0].lease, first[0].lease);
+    assert_eq!(second[0].attempts_made, 0);
+    let late = done(
+        &first[0],
+        attempt(T0 + 1500, Some(200), None, None),
+        NextState::Delivered,
+    );
+    assert_eq!(
+        store.complete(late).await.expect("complete"),
+        Completed::StaleLease,
+        "the old holder's completion is ignored"
+    );
+    let retry = NextState::RetryAt(T0 + 5000);
+    let outcome = done(&second[0], attempt(T0 + 1100, Some(503), None, None), retry);
+    assert_eq!(
+        store.complete(outcome).await.expect("complete"),
+        Completed::Recorded
+    );
+
+    // A retrying delivery whose lease expires goes back to retrying, its
+    // attempt count and due time kept.
+    let third = lease(T0 + 5000, 1000).await.expect("claim_due");
+    assert_eq!(third[0].attempts_made, 1);
+    let fourth = lease(T0 + 6000, 1000).await.expect("claim_due");
+    assert_eq!(ids(&fourth), ids(&third));
+    assert_eq!(fourth[0].attempts_made, 1);
+    let d = detail(&*store, ev.deliveries[0].id).await;
+    assert_eq!(d.record.attempt_count, 1);
+    assert_eq!(d.record.state, crate::queue::DeliveryState::InFlight);
 }
 
 pub async fn next_due_is_the_earliest_waiting(store: Arc<dyn DeliveryStore>) {

@@ -172,7 +172,7 @@ pub async fn concurrent_enqueues_are_claimed_exactly_once(store: Arc<dyn Deliver
                 let mut got = Vec::new();
                 loop {
                     let batch = store
-                        .claim_due(target, T0 + 10, 7)
+                        .claim_due(target, T0 + 10, 7, LEASE_MS)
                         .await
                         .expect("claim_due");
                     if batch.is_empty() {

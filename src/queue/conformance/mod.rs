@@ -44,6 +44,7 @@ macro_rules! delivery_store_conformance {
             claim_order_is_due_time_then_acceptance,
             claim_respects_limit_and_target,
             claimed_delivery_is_not_claimed_again,
+            an_expired_lease_is_claimed_again_and_its_holder_ignored,
             complete_delivered_records_the_attempt,
             retry_waits_until_due_then_dead,
             stale_lease_is_ignored,
@@ -76,6 +77,9 @@ macro_rules! delivery_store_conformance {
 }
 
 const T0: i64 = 1_700_000_000_000;
+/// The lease every helper claim asks for: longer than any case's time steps,
+/// except where a case lets a lease expire on purpose.
+pub const LEASE_MS: i64 = 3_600_000;
 
 /// An event from `source` received at `at` with one delivery per target
 /// (route `route-<target>`); shared with backend-specific tests.
@@ -136,7 +140,7 @@ async fn enqueue(store: &dyn DeliveryStore, ev: &NewEvent) {
 
 async fn claim(store: &dyn DeliveryStore, target: &str, now: i64, limit: usize) -> Vec<Claim> {
     store
-        .claim_due(target, now, limit)
+        .claim_due(target, now, limit, LEASE_MS)
         .await
         .expect("claim_due")
 }

@@ -122,7 +122,7 @@ pub(super) fn replay(
 const REPLAY_ONE: &str = "
     UPDATE deliveries
        SET state = 'pending', dead_reason = NULL, budget_attempts = 0,
-           next_attempt_at = ?2, lease_token = NULL, updated_at = ?2
+           next_attempt_at = ?2, lease_token = NULL, lease_until = NULL, updated_at = ?2
      WHERE id = ?1";
 
 /// Replay up to `limit` dead deliveries (of `target`, or all). Returns how
@@ -137,7 +137,7 @@ pub(super) fn replay_dead_batch(
     let mut stmt = conn.prepare_cached(
         "UPDATE deliveries
             SET state = 'pending', dead_reason = NULL, budget_attempts = 0,
-                next_attempt_at = ?2, lease_token = NULL, updated_at = ?2
+                next_attempt_at = ?2, lease_token = NULL, lease_until = NULL, updated_at = ?2
           WHERE seq IN (SELECT seq FROM deliveries
                          WHERE state = 'dead' AND (?1 IS NULL OR target = ?1)
                          LIMIT ?3)

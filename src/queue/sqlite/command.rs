@@ -24,6 +24,7 @@ pub(super) enum Op {
         target: String,
         now_ms: i64,
         limit: usize,
+        lease_ms: i64,
         reply: Reply<Vec<Claim>>,
     },
     Complete(Completion, Reply<Completed>),

@@ -22,25 +22,45 @@ pub(super) const CLAIM_SELECT: &str = "
      ORDER BY d.next_attempt_at, d.seq
      LIMIT ?3";
 
+/// The earliest due time, or lease expiry, of one target: each side reads
+/// one entry of its partial index.
 pub(super) const NEXT_DUE: &str = "
-    SELECT next_attempt_at FROM deliveries
-     WHERE target = ?1 AND state IN ('pending', 'retrying')
-     ORDER BY next_attempt_at, seq
-     LIMIT 1";
+    SELECT MIN(t) FROM (
+        SELECT * FROM (SELECT next_attempt_at AS t FROM deliveries
+                        WHERE target = ?1 AND state IN ('pending', 'retrying')
+                        ORDER BY next_attempt_at, seq LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT lease_until AS t FROM deliveries
+                        WHERE target = ?1 AND state = 'in_flight' AND lease_until IS NOT NULL
+                        ORDER BY lease_until LIMIT 1))";
+
+/// Leases of one target that expired: their holder died (or an attempt
+/// outlived its lease). The row goes back to where it was before the claim,
+/// keeping its due time and so its place in the claim order; the attempt
+/// that was cut off is not counted.
+pub(super) const RECLAIM_EXPIRED: &str = "
+    UPDATE deliveries
+       SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
+           lease_token = NULL, lease_until = NULL
+     WHERE target = ?1 AND state = 'in_flight' AND lease_until <= ?2
+ RETURNING state";
 
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
-/// Select and lease up to `limit` due deliveries. Only the writer thread writes,
-/// so nothing can slip in between the SELECT and the UPDATEs.
+/// Select and lease up to `limit` due deliveries (expired leases first go
+/// back to waiting), each lease expiring `lease_ms` from `now_ms`. Only the
+/// writer thread writes, so nothing can slip in between the statements.
 pub(super) fn claim(
     conn: &Connection,
     target: &str,
     now_ms: i64,
     limit: usize,
+    lease_ms: i64,
     moves: &mut Moves,
 ) -> rusqlite::Result<Vec<Claim>> {
+    reclaim_expired(conn, target, now_ms, moves)?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows: Vec<(i64, Claim)> = Vec::new();
     {
@@ -74,13 +94,43 @@ pub(super) fn claim(
     // The due time stays as it was: a released or crash-recovered delivery
     // keeps its place in the claim order.
     let mut lease = conn.prepare_cached(
-        "UPDATE deliveries SET state = 'in_flight', lease_token = ?2, updated_at = ?3
+        "UPDATE deliveries SET state = 'in_flight', lease_token = ?2, lease_until = ?3,
+                updated_at = ?4
           WHERE seq = ?1",
     )?;
+    let until = now_ms.saturating_add(lease_ms);
     for (seq, claim) in &rows {
-        lease.execute(params![seq, id_text(claim.lease.0), now_ms])?;
+        lease.execute(params![seq, id_text(claim.lease.0), until, now_ms])?;
     }
     Ok(rows.into_iter().map(|(_, c)| c).collect())
+}
+
+fn reclaim_expired(
+    conn: &Connection,
+    target: &str,
+    now_ms: i64,
+    moves: &mut Moves,
+) -> rusqlite::Result<()> {
+    let mut reclaim = conn.prepare_cached(RECLAIM_EXPIRED)?;
+    let mut rows = reclaim.query(params![target, now_ms])?;
+    let mut n = 0u64;
+    while let Some(row) = rows.next()? {
+        let state: String = row.get(0)?;
+        moves.record(
+            target,
+            Some(DeliveryState::InFlight),
+            Some(parsed(0, &state)?),
+        );
+        n += 1;
+    }
+    if n > 0 {
+        tracing::warn!(
+            %target,
+            reclaimed = n,
+            "deliveries whose lease expired are claimed again (their attempt is not counted)"
+        );
+    }
+    Ok(())
 }
 
 /// What a completion changed besides the row.
@@ -122,7 +172,7 @@ pub(super) fn complete(
                     budget_attempts = budget_attempts + 1,
                     state = ?3, dead_reason = ?4, next_attempt_at = ?5,
                     last_error = CASE WHEN ?3 = 'delivered' THEN last_error ELSE ?6 END,
-                    updated_at = ?7, lease_token = NULL
+                    updated_at = ?7, lease_token = NULL, lease_until = NULL
               WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
           RETURNING attempt_count, target, body_len",
         )?
@@ -180,7 +230,7 @@ pub(super) fn release(
         .prepare_cached(
             "UPDATE deliveries
             SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
-                lease_token = NULL
+                lease_token = NULL, lease_until = NULL
           WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
       RETURNING target, state",
         )?
@@ -202,5 +252,4 @@ pub(super) fn release(
 pub(super) fn next_due(conn: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(NEXT_DUE)?
         .query_row([target], |r| r.get(0))
-        .optional()
 }

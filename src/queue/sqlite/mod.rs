@@ -39,8 +39,8 @@ use self::reader::ReadOp;
 use self::writer::{Op, Reply};
 use crate::queue::{
     BULK_BATCH, Backlog, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
-    DeliveryPage, DeliveryQuery, DeliveryStore, Enqueued, LeaseToken, NewEvent, ReplayResult,
-    StoreError, StoreFuture, WorkSignal,
+    DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecords, Enqueued, LeaseToken, NewEvent,
+    ReplayResult, StoreError, StoreFuture, WorkSignal,
 };
 
 /// What the handle and the writer thread share.
@@ -281,7 +281,51 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-impl DeliveryStore for SqliteStore {
+impl DeliveryQueue for SqliteStore {
+    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, Enqueued> {
+        self.call(move |reply| Op::Enqueue(event, reply))
+    }
+
+    fn claim_due(
+        &self,
+        target: &str,
+        now_ms: i64,
+        limit: usize,
+        lease_ms: i64,
+    ) -> StoreFuture<'_, Vec<Claim>> {
+        let target = target.to_owned();
+        self.call(move |reply| Op::Claim {
+            target,
+            now_ms,
+            limit,
+            lease_ms,
+            reply,
+        })
+    }
+
+    fn complete(&self, completion: Completion) -> StoreFuture<'_, Completed> {
+        self.call(move |reply| Op::Complete(completion, reply))
+    }
+
+    fn release(&self, delivery_id: DeliveryId, lease: LeaseToken) -> StoreFuture<'_, ()> {
+        self.call(move |reply| Op::Release {
+            id: delivery_id,
+            lease,
+            reply,
+        })
+    }
+
+    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
+        let target = target.to_owned();
+        self.call(move |reply| Op::NextDue(target, reply))
+    }
+
+    fn work_signal(&self) -> &WorkSignal {
+        &self.shared.signal
+    }
+}
+
+impl DeliveryRecords for SqliteStore {
     fn list(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
         self.read(move |reply| ReadOp::List(query, reply))
     }
@@ -338,10 +382,6 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn enqueue(&self, event: NewEvent) -> StoreFuture<'_, Enqueued> {
-        self.call(move |reply| Op::Enqueue(event, reply))
-    }
-
     fn backlog(&self) -> Backlog {
         self.shared.backlog.get()
     }
@@ -358,42 +398,11 @@ impl DeliveryStore for SqliteStore {
         })
     }
 
-    fn claim_due(&self, target: &str, now_ms: i64, limit: usize) -> StoreFuture<'_, Vec<Claim>> {
-        let target = target.to_owned();
-        self.call(move |reply| Op::Claim {
-            target,
-            now_ms,
-            limit,
-            reply,
-        })
-    }
-
-    fn complete(&self, completion: Completion) -> StoreFuture<'_, Completed> {
-        self.call(move |reply| Op::Complete(completion, reply))
-    }
-
-    fn release(&self, delivery_id: DeliveryId, lease: LeaseToken) -> StoreFuture<'_, ()> {
-        self.call(move |reply| Op::Release {
-            id: delivery_id,
-            lease,
-            reply,
-        })
-    }
-
-    fn next_due(&self, target: &str) -> StoreFuture<'_, Option<i64>> {
-        let target = target.to_owned();
-        self.call(move |reply| Op::NextDue(target, reply))
-    }
-
     fn delivery(&self, id: DeliveryId) -> StoreFuture<'_, Option<DeliveryDetail>> {
         self.call(move |reply| Op::Delivery(id, reply))
     }
 
     fn check_writable(&self) -> StoreFuture<'_, ()> {
         self.call(Op::CheckWritable)
-    }
-
-    fn work_signal(&self) -> &WorkSignal {
-        &self.shared.signal
     }
 }

@@ -1,5 +1,12 @@
 //! Opening the SQLite file: connection settings, the schema, its version, and
 //! crash recovery of deliveries that were in flight when the last process died.
+//!
+//! Why recovery at open is right here, though no store may assume it is alone
+//! (DESIGN.md section 9): the `.lock` beside the file keeps every other
+//! process off it, so a lease found at open was granted by a process that is
+//! gone. A shared backend instead lets leases expire and reclaims them in
+//! `claim_due`, which this store also does (for attempts that outlive their
+//! lease in a running process).
 
 use std::path::Path;
 
@@ -9,7 +16,7 @@ use super::db_err;
 use crate::queue::{RECORD_FORMAT, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// The tables. `seq` is the acceptance order (AUTOINCREMENT, so a number is never
 /// reused even after rows are pruned). `UNIQUE(event_id, target)` makes "one
@@ -35,6 +42,7 @@ CREATE TABLE deliveries (
     budget_attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
     lease_token     TEXT,
+    lease_until     INTEGER,
     last_error      TEXT,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
@@ -47,6 +55,9 @@ CREATE TABLE deliveries (
 -- stops, however many rows wait behind a dead target. Finished rows cost it nothing.
 CREATE INDEX deliveries_due ON deliveries (target, next_attempt_at, seq)
     WHERE state IN ('pending', 'retrying');
+-- Expired leases per target: only the rows in flight.
+CREATE INDEX deliveries_leases ON deliveries (target, lease_until)
+    WHERE state = 'in_flight';
 -- Everything else by state: crash recovery (in_flight), dead-letter replay and
 -- purge per target, admin listings and depth counts.
 CREATE INDEX deliveries_state ON deliveries (state, target, seq);
@@ -89,6 +100,14 @@ CREATE TABLE dedupe (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX deliveries_delivered ON deliveries (updated_at) WHERE state = 'delivered';
+";
+
+/// Version 2 had leases without an expiry (rows in flight at the upgrade are
+/// recovered at open like any others).
+const MIGRATE_2_TO_3: &str = "
+ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
+CREATE INDEX deliveries_leases ON deliveries (target, lease_until)
+    WHERE state = 'in_flight';
 ";
 
 /// The unfinished work at open: the one time hookgate counts rows for it;
@@ -140,9 +159,13 @@ pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreE
             )
             .map_err(|e| open_err("cannot write meta", e))?;
         }
-        1 => {
-            tx.execute_batch(MIGRATE_1_TO_2)
-                .map_err(|e| open_err("cannot migrate schema 1 to 2", e))?;
+        1 | 2 => {
+            if version == 1 {
+                tx.execute_batch(MIGRATE_1_TO_2)
+                    .map_err(|e| open_err("cannot migrate schema 1 to 2", e))?;
+            }
+            tx.execute_batch(MIGRATE_2_TO_3)
+                .map_err(|e| open_err("cannot migrate schema 2 to 3", e))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| open_err("cannot set schema version", e))?;
         }
@@ -184,7 +207,7 @@ fn recover_in_flight(conn: &Connection) -> rusqlite::Result<usize> {
     conn.execute(
         "UPDATE deliveries
             SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
-                lease_token = NULL
+                lease_token = NULL, lease_until = NULL
           WHERE state = 'in_flight'",
         [],
     )

@@ -28,6 +28,16 @@ fn claim_and_next_due_use_the_due_index_without_sorting() {
         assert!(p.contains("deliveries_due"), "{sql}\n=> {p}");
         assert!(!p.contains("TEMP B-TREE"), "{sql}\n=> {p}");
     }
+    // Expired leases: only the in-flight rows' index.
+    let reclaim: &[&dyn rusqlite::ToSql] = &[&"t", &0];
+    for (sql, params) in [
+        (lease::RECLAIM_EXPIRED, reclaim),
+        (lease::NEXT_DUE, next_due),
+    ] {
+        let p = plan(&conn, sql, params);
+        assert!(p.contains("deliveries_leases"), "{sql}\n=> {p}");
+        assert!(!p.contains("TEMP B-TREE"), "{sql}\n=> {p}");
+    }
 }
 
 #[test]
@@ -40,6 +50,41 @@ fn newer_schema_is_refused() {
     drop(conn);
     let err = open_connection(&path).unwrap_err().to_string();
     assert!(err.contains("newer hookgate"), "{err}");
+}
+
+/// A version 2 file (leases without expiry) opens as version 3, with the
+/// deliveries that were in flight recovered.
+#[test]
+fn a_version_2_file_is_migrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    {
+        let (mut conn, _) = open_connection(&path).unwrap();
+        run_batch(
+            &mut conn,
+            vec![Op::Enqueue(ev(&["a"]), oneshot::channel().0)],
+            &Shared::default(),
+        );
+        conn.execute_batch(
+            "UPDATE deliveries SET state = 'in_flight', lease_token = 'x';
+             DROP INDEX deliveries_leases;
+             ALTER TABLE deliveries DROP COLUMN lease_until;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let (conn, recovered) = open_connection(&path).unwrap();
+    assert_eq!(recovered, 1);
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    let (state, lease_until): (String, Option<i64>) = conn
+        .query_row("SELECT state, lease_until FROM deliveries", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((state.as_str(), lease_until), ("pending", None));
 }
 
 fn ev(targets: &[&str]) -> NewEvent {
@@ -82,6 +127,7 @@ fn an_abandoned_claim_is_released() {
         target: "a".into(),
         now_ms: 10,
         limit: 10,
+        lease_ms: 60_000,
         reply: tx,
     };
     let ran = {
@@ -168,7 +214,9 @@ fn a_duplicate_in_its_originals_batch_follows_the_originals_fate() {
 #[tokio::test]
 async fn depth_counts_follow_every_write_and_match_the_rows() {
     use crate::queue::conformance::event;
-    use crate::queue::{AttemptRecord, Completion, DeadReason, DeliveryStore, NextState};
+    use crate::queue::{
+        AttemptRecord, Completion, DeadReason, DeliveryQueue, DeliveryRecords, NextState,
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("q.db");
     let store = super::SqliteStore::open(&path).unwrap();
@@ -207,7 +255,7 @@ async fn depth_counts_follow_every_write_and_match_the_rows() {
     );
     check("enqueue");
 
-    let claims = store.claim_due("a", 10, 4).await.unwrap();
+    let claims = store.claim_due("a", 10, 4, 60_000).await.unwrap();
     assert_eq!(claims.len(), 4);
     check("claim");
     store
@@ -241,7 +289,7 @@ async fn depth_counts_follow_every_write_and_match_the_rows() {
     let exhaust_due = |now: i64| {
         let (store, finish) = (&store, &finish);
         async move {
-            for c in store.claim_due("a", now, 10).await.unwrap() {
+            for c in store.claim_due("a", now, 10, 60_000).await.unwrap() {
                 let next = NextState::Dead(DeadReason::Exhausted);
                 store.complete(finish(&c, next)).await.unwrap();
             }
@@ -264,7 +312,7 @@ async fn depth_counts_follow_every_write_and_match_the_rows() {
 
     // Retention: deliver everything of b and prune it.
     store.replay_dead(Some("b"), 70).await.unwrap();
-    for c in store.claim_due("b", 80, 10).await.unwrap() {
+    for c in store.claim_due("b", 80, 10, 60_000).await.unwrap() {
         store
             .complete(finish(&c, NextState::Delivered))
             .await

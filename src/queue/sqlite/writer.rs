@@ -110,6 +110,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
             target,
             now_ms,
             limit,
+            lease_ms,
             reply,
         } => {
             // The caller gave up (its future was dropped) before we got here:
@@ -117,7 +118,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
             if reply.is_closed() {
                 return ran(reply, Ok(Vec::new()));
             }
-            let result = sql(lease::claim(conn, &target, now_ms, limit, moves));
+            let result = sql(lease::claim(conn, &target, now_ms, limit, lease_ms, moves));
             let ok = result.is_ok();
             let answer = Box::new(move |batch_failure: Option<&str>| {
                 let result = match (batch_failure, result) {
