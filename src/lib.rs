@@ -63,6 +63,7 @@ use crate::delivery::worker::WorkerContext;
 use crate::ingress::conn::{self, ConnLimits};
 use crate::queue::DeliveryStore;
 use crate::queue::sqlite::SqliteStore;
+use crate::rate_limit::LocalBudgets;
 use crate::snapshot::Snapshot;
 use crate::targets::Senders;
 
@@ -156,6 +157,7 @@ pub async fn run_with_clock(
         store: store.clone(),
         senders,
         clock: clock.clone(),
+        budgets: Arc::new(LocalBudgets),
     });
     // From here on only the reload task writes the snapshot or retunes the
     // workers; it hands the dispatcher back at shutdown.

@@ -10,10 +10,19 @@
 //! The limiter runs on the process's monotonic clock, not on
 //! [`crate::clock::Clock`]: a rate is about real seconds passing, and a test
 //! that moves a [`crate::clock::ManualClock`] by hours to reach a retry must
-//! not thereby hand out hours of budget. Limits are per process (a Redis
-//! backend would keep them in Redis, shared by replicas).
+//! not thereby hand out hours of budget.
+//!
+//! A target's delivery limit is taken through [`CellBudget`], made by a
+//! [`CellBudgets`]: [`LocalBudgets`] hands out this process's [`Limiter`]s
+//! (one process per SQLite queue); a backend shared by replicas hands out
+//! budgets kept in the store, so that replicas together keep the limit
+//! (DESIGN.md section 9). Source limits are per process.
 
+use std::fmt;
+use std::future::Future;
 use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use governor::clock::Clock as _;
@@ -71,6 +80,59 @@ impl Limiter {
     }
 }
 
+/// What [`CellBudget::take`] returns: how many cells were taken (at least
+/// one), or how long until one is free.
+pub type TakeFuture<'a> = Pin<Box<dyn Future<Output = Result<u32, Duration>> + Send + 'a>>;
+
+/// One target's budget of cells.
+pub trait CellBudget: Send + Sync + fmt::Debug {
+    /// The limit this budget enforces.
+    fn limit(&self) -> RateLimit;
+
+    /// Take up to `n` cells (`n >= 1`) that are free now, without waiting:
+    /// how many were taken, or, when not one was free, how long until one
+    /// is (never zero). A budget that cannot be reached answers with a wait.
+    fn take(&self, n: u32) -> TakeFuture<'_>;
+}
+
+/// Where targets' budgets are kept.
+pub trait CellBudgets: Send + Sync {
+    /// The budget of `target` at `limit`. `spent`: it starts with its burst
+    /// used up (a limit changed by a reload must not let an extra burst out).
+    fn budget(&self, target: &str, limit: RateLimit, spent: bool) -> Arc<dyn CellBudget>;
+}
+
+/// Budgets in this process's memory: one [`Limiter`] per target.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LocalBudgets;
+
+impl CellBudgets for LocalBudgets {
+    fn budget(&self, _target: &str, limit: RateLimit, spent: bool) -> Arc<dyn CellBudget> {
+        Arc::new(if spent {
+            Limiter::spent(limit)
+        } else {
+            Limiter::new(limit)
+        })
+    }
+}
+
+impl CellBudget for Limiter {
+    fn limit(&self) -> RateLimit {
+        self.limit
+    }
+
+    fn take(&self, n: u32) -> TakeFuture<'_> {
+        let taken = self.try_take().map(|()| {
+            let mut taken = 1;
+            while taken < n && self.try_take().is_ok() {
+                taken += 1;
+            }
+            taken
+        });
+        Box::pin(std::future::ready(taken))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,6 +165,21 @@ mod tests {
         }
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(l.try_take(), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_budget_takes_what_is_free_now_and_no_more() {
+        let budget = LocalBudgets.budget("t", limit(1, 3), false);
+        assert_eq!(budget.take(2).await, Ok(2));
+        assert_eq!(
+            budget.take(5).await,
+            Ok(1),
+            "one cell of the burst was left"
+        );
+        assert!(budget.take(1).await.is_err());
+        let spent = LocalBudgets.budget("t", limit(1, 3), true);
+        assert!(spent.take(1).await.is_err(), "a spent budget starts empty");
+        assert_eq!(spent.limit(), limit(1, 3));
     }
 
     #[test]

@@ -14,6 +14,9 @@
 //! budget lost, so after a short claim, or after going idle, the worker asks
 //! for one cell at a time again.
 //!
+//! The cells come from a [`CellBudget`]: this process's own, or one shared
+//! by every replica of a Redis-backed gateway (see [`crate::rate_limit`]).
+//!
 //! [`TargetLimits`] is owned by the target's worker and follows the
 //! target's limit through a `watch` channel the reconcile writes on a reload
 //! ([`TargetLimits::following`]): an unchanged limit keeps its budget, and a
@@ -23,9 +26,11 @@
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use std::sync::Arc;
+
 use crate::config::RateLimit;
 use crate::metrics;
-use crate::rate_limit::Limiter;
+use crate::rate_limit::{CellBudget, CellBudgets, LocalBudgets};
 
 /// The largest claim a limited target grows to (the free concurrency
 /// permits and the cells free at once cap it long before, in practice).
@@ -43,10 +48,10 @@ pub enum Cell {
 }
 
 /// One target's rate limit state, owned by its worker.
-#[derive(Debug)]
 pub struct TargetLimits {
     target: String,
-    limiter: Option<Limiter>,
+    budgets: Arc<dyn CellBudgets>,
+    limiter: Option<Arc<dyn CellBudget>>,
     /// How many cells the next claim may take at most.
     batch: usize,
     /// The target's limit as reloads change it (`None`: fixed at `new`).
@@ -54,25 +59,38 @@ pub struct TargetLimits {
 }
 
 impl TargetLimits {
-    /// The limits of `target` as configured (`None`: unlimited).
+    /// The limits of `target` as configured (`None`: unlimited), with
+    /// cells from this process's own budget.
     pub fn new(target: &str, limit: Option<RateLimit>) -> TargetLimits {
+        TargetLimits::with_budgets(target, limit, Arc::new(LocalBudgets))
+    }
+
+    fn with_budgets(
+        target: &str,
+        limit: Option<RateLimit>,
+        budgets: Arc<dyn CellBudgets>,
+    ) -> TargetLimits {
         if limit.is_some() {
             metrics::rate_limited(target, 0);
         }
         TargetLimits {
             target: target.to_owned(),
-            limiter: limit.map(Limiter::new),
+            limiter: limit.map(|l| budgets.budget(target, l, false)),
+            budgets,
             batch: 1,
             changes: None,
         }
     }
 
-    /// The limits of `target`, following the limit `changes` carries.
+    /// The limits of `target`, following the limit `changes` carries, with
+    /// cells from `budgets`.
     pub fn following(
         target: &str,
         mut changes: watch::Receiver<Option<RateLimit>>,
+        budgets: Arc<dyn CellBudgets>,
     ) -> TargetLimits {
-        let mut limits = TargetLimits::new(target, *changes.borrow_and_update());
+        let limit = *changes.borrow_and_update();
+        let mut limits = TargetLimits::with_budgets(target, limit, budgets);
         limits.changes = Some(changes);
         limits
     }
@@ -94,10 +112,10 @@ impl TargetLimits {
     fn apply(&mut self, limit: Option<RateLimit>) {
         self.limiter = match (self.limiter.take(), limit) {
             (Some(kept), Some(new)) if kept.limit() == new => Some(kept),
-            (Some(_), Some(new)) => Some(Limiter::spent(new)),
+            (Some(_), Some(new)) => Some(self.budgets.budget(&self.target, new, true)),
             (None, Some(new)) => {
                 metrics::rate_limited(&self.target, 0);
-                Some(Limiter::new(new))
+                Some(self.budgets.budget(&self.target, new, false))
             }
             (_, None) => None,
         };
@@ -114,12 +132,12 @@ impl TargetLimits {
         let mut counted = false;
         loop {
             let taken = match &self.limiter {
-                None => Ok(()),
-                Some(limiter) => limiter.try_take(),
+                None => Ok(1),
+                Some(budget) => budget.take(1).await,
             };
             let wait = match taken {
-                Ok(()) if counted => return Cell::AfterWait,
-                Ok(()) => return Cell::Ready,
+                Ok(_) if counted => return Cell::AfterWait,
+                Ok(_) => return Cell::Ready,
                 Err(wait) => wait,
             };
             if !counted {
@@ -150,16 +168,16 @@ impl TargetLimits {
     /// now, at most `limit` (the free permits), taking one more cell for
     /// each beyond the first, as far as cells are free without waiting.
     /// Unlimited: `limit`.
-    pub fn claim_size(&self, limit: usize) -> usize {
-        let Some(limiter) = &self.limiter else {
+    pub async fn claim_size(&self, limit: usize) -> usize {
+        let Some(budget) = &self.limiter else {
             return limit;
         };
-        let want = limit.min(self.batch).max(1);
-        let mut cells = 1;
-        while cells < want && limiter.try_take().is_ok() {
-            cells += 1;
+        let more = limit.min(self.batch).saturating_sub(1);
+        if more == 0 {
+            return 1;
         }
-        cells
+        let more = u32::try_from(more).unwrap_or(u32::MAX);
+        1 + budget.take(more).await.map_or(0, |n| n as usize)
     }
 
     /// A claim for `asked` deliveries brought `got`: grow the next claim
@@ -196,7 +214,7 @@ mod tests {
             limits.first_cell(&CancellationToken::new()).await,
             Cell::Stopped
         );
-        assert_eq!(limits.claim_size(8), 8);
+        assert_eq!(limits.claim_size(8).await, 8);
     }
 
     #[tokio::test]
@@ -206,24 +224,24 @@ mod tests {
         let mut sizes = Vec::new();
         for _ in 0..5 {
             assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
-            let n = limits.claim_size(8);
+            let n = limits.claim_size(8).await;
             sizes.push(n);
             limits.claimed(n, n);
         }
         assert_eq!(sizes, [1, 2, 4, 8, 8], "capped by the free permits");
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
-        let n = limits.claim_size(8);
+        let n = limits.claim_size(8).await;
         limits.claimed(n, 3);
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         assert_eq!(
-            limits.claim_size(8),
+            limits.claim_size(8).await,
             1,
             "a short claim starts again from one"
         );
         limits.claimed(1, 1);
         limits.went_idle();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
-        assert_eq!(limits.claim_size(8), 1, "so does going idle");
+        assert_eq!(limits.claim_size(8).await, 1, "so does going idle");
     }
 
     #[tokio::test]
@@ -232,7 +250,7 @@ mod tests {
         limits.batch = 8;
         let stop = CancellationToken::new();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
-        assert_eq!(limits.claim_size(8), 3, "the burst, no more");
+        assert_eq!(limits.claim_size(8).await, 3, "the burst, no more");
         let started = Instant::now();
         tokio::time::timeout(Duration::from_millis(50), limits.first_cell(&stop))
             .await
@@ -276,7 +294,7 @@ mod tests {
     #[tokio::test]
     async fn a_limit_changed_during_a_wait_applies_to_that_wait() {
         let (tx, rx) = watch::channel(limit(1, 1));
-        let mut limits = TargetLimits::following("t", rx);
+        let mut limits = TargetLimits::following("t", rx, Arc::new(LocalBudgets));
         let stop = CancellationToken::new();
         assert_eq!(limits.first_cell(&stop).await, Cell::Ready);
         tokio::spawn(async move {
@@ -302,20 +320,16 @@ mod tests {
         let mut limits = TargetLimits::new("t", limit(1, 1));
         let stop = CancellationToken::new();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
+        let spent = |limits: &TargetLimits| {
+            let budget = limits.limiter.clone().expect("limited");
+            async move { budget.take(1).await.is_err() }
+        };
         limits.apply(limit(1, 1));
-        assert_eq!(
-            limits.limiter.as_ref().map(|l| l.try_take().is_err()),
-            Some(true),
-            "unchanged: still spent"
-        );
+        assert!(spent(&limits).await, "unchanged: still spent");
         limits.apply(limit(1_000, 50));
-        assert_eq!(
-            limits.limiter.as_ref().map(|l| l.try_take().is_err()),
-            Some(true),
-            "changed: starts spent"
-        );
+        assert!(spent(&limits).await, "changed: starts spent");
         limits.apply(None);
         assert!(!limits.is_limited());
-        assert_eq!(limits.claim_size(4), 4);
+        assert_eq!(limits.claim_size(4).await, 4);
     }
 }

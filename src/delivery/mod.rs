@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::Clock;
 use crate::queue::{DeadReason, DeliveryStore};
+use crate::rate_limit::CellBudgets;
 use crate::snapshot::{LiveConfig, Snapshot};
 use crate::targets::Senders;
 use runtime::{Settings, TargetRuntime};
@@ -41,6 +42,8 @@ pub struct WorkerContext {
     pub store: Arc<dyn DeliveryStore>,
     pub senders: Arc<Senders>,
     pub clock: Arc<dyn Clock>,
+    /// Where targets' rate-limit cells are kept (this process, or shared).
+    pub budgets: Arc<dyn CellBudgets>,
 }
 
 /// Runs the per-target workers, one [`TargetRuntime`] per enabled target.

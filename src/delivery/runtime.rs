@@ -169,7 +169,7 @@ async fn supervise(
     stop: CancellationToken,
 ) {
     let name = shared.name.clone();
-    let mut limits = TargetLimits::following(&name, rate_limit);
+    let mut limits = TargetLimits::following(&name, rate_limit, ctx.budgets.clone());
     let mut attempts = Attempts::new(ctx.clone(), shared.clone());
     loop {
         let run = worker::run(&ctx, &shared, &mut limits, &mut attempts, &stop);

@@ -121,7 +121,11 @@ pub async fn run(
         }
         let limit = match admission {
             Admission::Probe => 1,
-            _ => limits.claim_size(shared.permits.available_permits() + 1),
+            _ => {
+                limits
+                    .claim_size(shared.permits.available_permits() + 1)
+                    .await
+            }
         };
         let lease_ms = lease_ms(ctx, target);
         let claims = match ctx

@@ -21,6 +21,7 @@ use crate::queue::sqlite::SqliteStore;
 use crate::queue::{
     DeadReason, DeliveryId, DeliveryRecord, DeliveryState, DeliveryStore, NewDelivery, NewEvent,
 };
+use crate::rate_limit::LocalBudgets;
 use crate::snapshot::{self, Snapshot, SnapshotWriter};
 use crate::targets::Senders;
 
@@ -78,6 +79,7 @@ impl Harness {
             store: store.clone(),
             senders: Arc::new(Senders::new().unwrap()),
             clock: Arc::new(SystemClock),
+            budgets: Arc::new(LocalBudgets),
         });
         Harness {
             dir,
