@@ -30,6 +30,8 @@ use governor::{DefaultDirectRateLimiter, Quota};
 
 use crate::config::RateLimit;
 
+pub mod redis;
+
 /// Validated config has both numbers >= 1; a 0 would mean "never", which no
 /// config can ask for, so it is read as 1 rather than panicking.
 fn at_least_one(n: u32) -> NonZeroU32 {
