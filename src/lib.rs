@@ -158,6 +158,7 @@ pub async fn run_with_clock(
         senders,
         clock: clock.clone(),
         budgets: Arc::new(LocalBudgets),
+        board: None,
     });
     // From here on only the reload task writes the snapshot or retunes the
     // workers; it hands the dispatcher back at shutdown.

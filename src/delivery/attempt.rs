@@ -135,9 +135,7 @@ pub async fn run(
     metrics::delivery_attempt(&claim.target, label, elapsed.as_secs_f64());
     complete(&ctx, &claim, record, next).await;
     if let Some(signal) = signal {
-        shared
-            .gate
-            .record(&claim.target, signal, ctx.clock.now_ms());
+        shared.gate.record(signal, ctx.clock.now_ms()).await;
     }
 }
 

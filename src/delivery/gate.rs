@@ -6,8 +6,10 @@
 //! claimed for it, so its deliveries wait without spending attempts. When the
 //! cooldown ends it is *half-open*: exactly one delivery (the probe) goes out;
 //! success closes the circuit, failure opens it again. A 429 with
-//! `Retry-After` pauses the whole target until then. Both are per process and
-//! in memory: after a restart a target starts closed.
+//! `Retry-After` pauses the whole target until then. Both are in memory:
+//! after a restart a target starts closed. Replicas sharing a store also
+//! share what they learn through a [`super::circuit_board`]: a replica takes
+//! another's open circuit, pause or closing as its own ([`Gate::adopt`]).
 //!
 //! Pure state machine; the worker asks [`Gate::admit`] before claiming and
 //! tells [`Gate::record`] each outcome. Times are clock milliseconds.
@@ -45,11 +47,27 @@ enum Circuit {
     HalfOpen { probe_out: bool },
 }
 
+/// What replicas tell each other about one target's gate (all clock ms).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SharedHold {
+    /// The circuit is open until then, as of `opened_at`.
+    pub open_until: Option<i64>,
+    pub opened_at: i64,
+    /// When the circuit last closed (a probe came back healthy).
+    pub closed_at: i64,
+    /// A `Retry-After` pause holds the target until then.
+    pub paused_until: Option<i64>,
+}
+
 #[derive(Debug)]
 pub struct Gate {
     settings: CircuitBreaker,
     circuit: Circuit,
     paused_until: Option<i64>,
+    /// When the circuit last opened and last closed, here or by adoption:
+    /// news older than the current state is not taken.
+    opened_at: i64,
+    closed_at: i64,
 }
 
 impl Gate {
@@ -58,7 +76,50 @@ impl Gate {
             settings,
             circuit: Circuit::Closed { failures: 0 },
             paused_until: None,
+            opened_at: i64::MIN,
+            closed_at: i64::MIN,
         }
+    }
+
+    /// While open: until when, and since when (for a replica to publish).
+    pub fn open_window(&self) -> Option<(i64, i64)> {
+        match self.circuit {
+            Circuit::Open { until } => Some((until, self.opened_at)),
+            _ => None,
+        }
+    }
+
+    /// When the circuit last closed.
+    pub fn closed_at(&self) -> i64 {
+        self.closed_at
+    }
+
+    /// Take what other replicas published: a newer opening (unless a probe
+    /// of ours is out), a newer closing, a pause. Returns true when the
+    /// circuit changed between closed and open.
+    pub fn adopt(&mut self, hold: SharedHold, now: i64) -> bool {
+        let was_open = self.is_open();
+        if let Some(until) = hold.paused_until.filter(|&u| u > now) {
+            self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
+        }
+        let newer_open = hold
+            .open_until
+            .filter(|&u| u > now && hold.opened_at > self.opened_at.max(self.closed_at));
+        match (self.circuit, newer_open) {
+            (Circuit::HalfOpen { probe_out: true }, _) => {}
+            (_, Some(until)) => {
+                self.circuit = Circuit::Open { until };
+                self.opened_at = hold.opened_at;
+            }
+            (Circuit::Open { .. } | Circuit::HalfOpen { .. }, None)
+                if hold.closed_at > self.opened_at =>
+            {
+                self.circuit = Circuit::Closed { failures: 0 };
+                self.closed_at = hold.closed_at;
+            }
+            _ => {}
+        }
+        was_open != self.is_open()
     }
 
     /// New settings after a reload; the current state is kept.
@@ -110,13 +171,19 @@ impl Gate {
     pub fn record(&mut self, signal: Signal, now: i64) -> bool {
         let was_open = self.is_open();
         match signal {
-            Signal::Healthy => self.circuit = Circuit::Closed { failures: 0 },
+            Signal::Healthy => {
+                if was_open {
+                    self.closed_at = now;
+                }
+                self.circuit = Circuit::Closed { failures: 0 };
+            }
             Signal::RateLimited(pause) => {
                 if let Some(until) = pause {
                     self.paused_until = Some(self.paused_until.map_or(until, |p| p.max(until)));
                 }
                 // A probe answered 429: the target is up; let the pause rule.
                 if matches!(self.circuit, Circuit::HalfOpen { .. }) {
+                    self.closed_at = now;
                     self.circuit = Circuit::Closed { failures: 0 };
                 }
             }
@@ -129,10 +196,15 @@ impl Gate {
                     }
                     // Attempts already in flight when it opened: keep the first cooldown.
                     Circuit::Open { until } => Circuit::Open { until },
-                    _ => Circuit::Open {
-                        until: now
-                            + i64::try_from(self.settings.cooldown.as_millis()).unwrap_or(i64::MAX),
-                    },
+                    _ => {
+                        self.opened_at = now;
+                        Circuit::Open {
+                            until: now.saturating_add(
+                                i64::try_from(self.settings.cooldown.as_millis())
+                                    .unwrap_or(i64::MAX),
+                            ),
+                        }
+                    }
                 };
             }
         }
@@ -194,6 +266,57 @@ mod tests {
         g.record(Signal::RateLimited(Some(10_000)), 0);
         assert_eq!(g.admit(5_000), Admission::WaitUntil(10_000));
         assert_eq!(g.admit(10_000), Admission::Open);
+    }
+
+    #[test]
+    fn another_replicas_opening_closing_and_pause_are_adopted() {
+        let mut g = gate();
+        let opened = SharedHold {
+            open_until: Some(30_000),
+            opened_at: 1_000,
+            ..SharedHold::default()
+        };
+        assert!(g.adopt(opened, 2_000), "opened by another replica");
+        assert_eq!(g.admit(2_000), Admission::WaitUntil(30_000));
+        assert!(
+            !g.adopt(opened, 3_000),
+            "the same news twice changes nothing"
+        );
+        let closed = SharedHold {
+            closed_at: 20_000,
+            ..opened
+        };
+        assert!(g.adopt(closed, 20_500), "its probe closed it");
+        assert_eq!(g.admit(20_500), Admission::Open);
+        assert!(
+            !g.adopt(opened, 21_000),
+            "an opening older than the closing is stale"
+        );
+        let paused = SharedHold {
+            paused_until: Some(25_000),
+            ..closed
+        };
+        g.adopt(paused, 21_000);
+        assert_eq!(g.admit(21_000), Admission::WaitUntil(25_000));
+    }
+
+    #[test]
+    fn a_probe_out_is_not_overruled_and_own_news_is_published() {
+        let mut g = gate();
+        for _ in 0..3 {
+            g.record(Signal::Failing, 1_000);
+        }
+        assert_eq!(g.open_window(), Some((31_000, 1_000)));
+        assert_eq!(g.admit(31_000), Admission::Probe);
+        let newer = SharedHold {
+            open_until: Some(90_000),
+            opened_at: 31_000,
+            ..SharedHold::default()
+        };
+        assert!(!g.adopt(newer, 31_001), "our probe decides");
+        assert!(g.record(Signal::Healthy, 31_500));
+        assert_eq!(g.closed_at(), 31_500);
+        assert_eq!(g.open_window(), None);
     }
 
     #[test]

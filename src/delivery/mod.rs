@@ -11,6 +11,7 @@
 //! Never imports `ingress`.
 
 mod attempt;
+pub mod circuit_board;
 pub mod gate;
 pub mod limits;
 mod retention;
@@ -34,6 +35,7 @@ use crate::queue::{DeadReason, DeliveryStore};
 use crate::rate_limit::CellBudgets;
 use crate::snapshot::{LiveConfig, Snapshot};
 use crate::targets::Senders;
+use circuit_board::CircuitBoard;
 use runtime::{Settings, TargetRuntime};
 
 /// What every worker shares.
@@ -44,6 +46,8 @@ pub struct WorkerContext {
     pub clock: Arc<dyn Clock>,
     /// Where targets' rate-limit cells are kept (this process, or shared).
     pub budgets: Arc<dyn CellBudgets>,
+    /// Where replicas share their targets' circuit state (`None`: alone).
+    pub board: Option<Arc<dyn CircuitBoard>>,
 }
 
 /// Runs the per-target workers, one [`TargetRuntime`] per enabled target.

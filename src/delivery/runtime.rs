@@ -14,6 +14,7 @@
 //! flight (STYLE.md habit 13).
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,7 +23,8 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::gate::{Gate, Signal};
+use super::circuit_board::CircuitBoard;
+use super::gate::{Admission, Gate, Signal};
 use super::limits::TargetLimits;
 use super::worker::{self, Attempts};
 use super::{WorkerContext, dead_letter_removed};
@@ -80,7 +82,7 @@ impl TargetRuntime {
         let settings = Settings::of(target);
         let shared = Arc::new(TargetShared {
             name: target.name.clone(),
-            gate: TargetGate::new(settings.breaker),
+            gate: TargetGate::new(&target.name, settings.breaker, ctx.board.clone()),
             permits: Arc::new(Semaphore::new(settings.concurrency)),
         });
         metrics::circuit_open(&target.name, false);
@@ -206,17 +208,33 @@ pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
         .unwrap_or("(not a string)")
 }
 
-/// A target's [`Gate`], shared by its worker, its attempts and reconcile.
+/// How soon a replica that lost the probe turn to another looks again.
+const PROBE_RECHECK_MS: i64 = 1_000;
+
+/// A target's [`Gate`], shared by its worker, its attempts and reconcile,
+/// and, through its [`CircuitBoard`] (replicas on one store), with the same
+/// target's gate in the other replicas.
 pub struct TargetGate {
+    target: String,
     gate: Mutex<Gate>,
+    board: Option<Arc<dyn CircuitBoard>>,
+    /// This replica holds the board's probe turn.
+    probing: AtomicBool,
     /// Notified when an outcome was recorded (a probe came back, a pause was set).
     pub changed: Notify,
 }
 
 impl TargetGate {
-    fn new(settings: CircuitBreaker) -> TargetGate {
+    fn new(
+        target: &str,
+        settings: CircuitBreaker,
+        board: Option<Arc<dyn CircuitBoard>>,
+    ) -> TargetGate {
         TargetGate {
+            target: target.to_owned(),
             gate: Mutex::new(Gate::new(settings)),
+            board,
+            probing: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -228,28 +246,84 @@ impl TargetGate {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Record one attempt's signal; log and export a change of the circuit.
-    pub fn record(&self, target: &str, signal: Signal, now: i64) {
-        let (changed, open) = {
-            let mut gate = self.lock();
-            let changed = gate.record(signal, now);
-            (changed, gate.is_open())
+    /// What the worker may do now, after taking the other replicas' news.
+    /// A probe goes out only with the board's turn (held up to
+    /// `probe_ttl_ms`); without it, look again shortly.
+    pub async fn admit(&self, now: i64, probe_ttl_ms: i64) -> Admission {
+        let Some(board) = &self.board else {
+            return self.lock().admit(now);
         };
-        if changed {
-            metrics::circuit_open(target, open);
-            if open {
-                tracing::warn!(%target, "circuit opened: deliveries wait without spending attempts");
-            } else {
-                tracing::info!(%target, "circuit closed: the target answers again");
+        if let Some(hold) = board.read(&self.target).await {
+            let (changed, open) = {
+                let mut gate = self.lock();
+                (gate.adopt(hold, now), gate.is_open())
+            };
+            if changed {
+                self.circuit_changed(open, "another replica");
             }
         }
+        let admission = self.lock().admit(now);
+        if admission != Admission::Probe {
+            return admission;
+        }
+        if board.try_probe(&self.target, probe_ttl_ms).await {
+            self.probing.store(true, Ordering::Relaxed);
+            Admission::Probe
+        } else {
+            self.lock().probe_unused();
+            Admission::WaitUntil(now.saturating_add(PROBE_RECHECK_MS))
+        }
+    }
+
+    /// Record one attempt's signal; log and export a change of the circuit,
+    /// and tell the other replicas.
+    pub async fn record(&self, signal: Signal, now: i64) {
+        let (changed, open_window, closed_at) = {
+            let mut gate = self.lock();
+            let changed = gate.record(signal, now);
+            (changed, gate.open_window(), gate.closed_at())
+        };
+        if changed {
+            self.circuit_changed(open_window.is_some(), "this replica");
+        }
         self.changed.notify_one();
+        let Some(board) = &self.board else {
+            return;
+        };
+        match (changed, open_window) {
+            (true, Some((until, opened_at))) => {
+                board.publish_open(&self.target, until, opened_at).await;
+            }
+            (true, None) => board.publish_closed(&self.target, closed_at).await,
+            _ => {}
+        }
+        if let Signal::RateLimited(Some(until)) = signal {
+            board.publish_pause(&self.target, until).await;
+        }
+        if self.probing.swap(false, Ordering::Relaxed) {
+            board.probe_done(&self.target).await;
+        }
+    }
+
+    fn circuit_changed(&self, open: bool, by: &str) {
+        let target = &self.target;
+        metrics::circuit_open(target, open);
+        if open {
+            tracing::warn!(%target, by, "circuit opened: deliveries wait without spending attempts");
+        } else {
+            tracing::info!(%target, by, "circuit closed: the target answers again");
+        }
     }
 
     /// An attempt ended without an outcome (it panicked): if it was the
     /// half-open probe, another may go.
-    pub fn attempt_lost(&self) {
+    pub async fn attempt_lost(&self) {
         self.lock().probe_unused();
         self.changed.notify_one();
+        if self.probing.swap(false, Ordering::Relaxed)
+            && let Some(board) = &self.board
+        {
+            board.probe_done(&self.target).await;
+        }
     }
 }

@@ -73,7 +73,8 @@ pub async fn run(
         // The breaker first (DESIGN.md section 2): while the circuit is open
         // or a `Retry-After` pause holds, nothing is claimed and no rate
         // budget is spent.
-        let mut admission = gate.lock().admit(ctx.clock.now_ms());
+        let lease_ms = lease_ms(ctx, target);
+        let mut admission = gate.admit(ctx.clock.now_ms(), lease_ms).await;
         if wait_at_gate(admission, gate, ctx, attempts, stop).await {
             continue; // the permit is dropped: look again
         }
@@ -111,7 +112,7 @@ pub async fn run(
                 // A 429 pause or an open circuit may have begun while we
                 // waited: ask again (the cell is spent either way).
                 Cell::AfterWait if admission == Admission::Open => {
-                    admission = gate.lock().admit(ctx.clock.now_ms());
+                    admission = gate.admit(ctx.clock.now_ms(), lease_ms).await;
                     if wait_at_gate(admission, gate, ctx, attempts, stop).await {
                         continue;
                     }
@@ -127,7 +128,6 @@ pub async fn run(
                     .await
             }
         };
-        let lease_ms = lease_ms(ctx, target);
         let claims = match ctx
             .store
             .claim_due(target, ctx.clock.now_ms(), limit, lease_ms)
@@ -237,7 +237,7 @@ impl Attempts {
             error = %e,
             "a delivery attempt panicked; its delivery is released to be attempted again"
         );
-        self.shared.gate.attempt_lost();
+        self.shared.gate.attempt_lost().await;
         // A stale lease (the outcome was recorded before the panic) changes nothing.
         if let Err(e) = self.ctx.store.release(delivery_id, lease).await {
             tracing::error!(

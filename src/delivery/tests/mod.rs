@@ -80,6 +80,7 @@ impl Harness {
             senders: Arc::new(Senders::new().unwrap()),
             clock: Arc::new(SystemClock),
             budgets: Arc::new(LocalBudgets),
+            board: None,
         });
         Harness {
             dir,
