@@ -34,10 +34,12 @@ use crate::queue::{Claim, DeliveryId, LeaseToken};
 
 /// How long to back off after the store fails a claim.
 const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
-/// How much longer than its target's timeout a claim's lease lasts: room
-/// for recording the outcome after the attempt (and for a reload that
-/// lengthens the timeout just after the claim).
-const LEASE_MARGIN: Duration = Duration::from_secs(30);
+/// How much longer than its target's timeout a claim's lease lasts. Recording
+/// the outcome takes milliseconds; the margin is for the clocks of replicas
+/// (a lease's expiry is wall-clock time that another replica reads) and for
+/// a reload that lengthens the timeout just after the claim. It is also how
+/// much longer than the timeout a crashed replica's claims wait.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Longest sleep while idle; a safety net, not the wake-up mechanism.
 const MAX_IDLE: Duration = Duration::from_secs(60);
 
