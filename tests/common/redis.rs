@@ -19,6 +19,8 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     aof: bool,
+    /// The port of the server this one replicates.
+    replica_of: Option<u16>,
     dir: TempDir,
 }
 
@@ -48,15 +50,29 @@ pub fn available() -> bool {
 impl RedisServer {
     /// A durable server (AOF, fsync always), or `None` without `redis-server`.
     pub fn start() -> Option<RedisServer> {
-        Self::with_aof(true)
+        Self::with(true, None)
     }
 
     /// A server that keeps nothing on disk.
     pub fn start_without_aof() -> Option<RedisServer> {
-        Self::with_aof(false)
+        Self::with(false, None)
     }
 
-    fn with_aof(aof: bool) -> Option<RedisServer> {
+    /// A replica of `master` (no AOF), once `master` counts it as connected.
+    pub fn start_replica_of(master: &RedisServer) -> Option<RedisServer> {
+        let replica = Self::with(false, Some(master.port))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !master
+            .cli(&["INFO", "replication"])
+            .contains("connected_slaves:1")
+        {
+            assert!(Instant::now() < deadline, "the replica did not connect");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(replica)
+    }
+
+    fn with(aof: bool, replica_of: Option<u16>) -> Option<RedisServer> {
         if !available() {
             return None;
         }
@@ -65,6 +81,7 @@ impl RedisServer {
             child: None,
             port: 0,
             aof,
+            replica_of,
             dir,
         };
         // A port found free can be taken before the server binds it: retry.
@@ -111,12 +128,17 @@ impl RedisServer {
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", ""])
+            // A replica is served at once, not after the default 5 s pause.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--dir")
             .arg(self.dir.path());
         if self.aof {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
             cmd.args(["--appendonly", "no"]);
+        }
+        if let Some(master) = self.replica_of {
+            cmd.args(["--replicaof", "127.0.0.1", &master.to_string()]);
         }
         let mut child = cmd
             .stdout(Stdio::null())

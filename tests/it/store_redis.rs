@@ -284,6 +284,49 @@ async fn a_killed_server_fails_writes_and_a_restarted_one_is_used_again() {
     assert!(woke, "b is not woken after the restart");
 }
 
+#[tokio::test]
+async fn with_a_replica_every_write_waits_for_it() {
+    let Some(master) = RedisServer::start_without_aof() else {
+        return;
+    };
+    let Some(mut replica) = RedisServer::start_replica_of(&master) else {
+        return;
+    };
+    let store = RedisStore::connect(&master.url(), "hookgate")
+        .await
+        .unwrap();
+    assert_eq!(store.durability().replicas, 1);
+    assert!(store.durability().is_durable());
+    let ev = event("s", T0, b"x", &["t"]);
+    store.enqueue(ev.clone()).await.unwrap();
+    // Confirmed by WAIT: the replica has it.
+    let key = format!("{{hookgate:t}}:d:{}", ev.deliveries[0].id);
+    assert!(replica.cli(&["EXISTS", &key]).trim() == "1");
+    // No replica left to confirm: the write is reported as failed.
+    replica.kill();
+    let started = std::time::Instant::now();
+    match store.enqueue(event("s", T0, b"y", &["t"])).await {
+        Err(StoreError::Unavailable(msg)) => assert!(msg.contains("no replica"), "{msg}"),
+        other => panic!("an unconfirmed write was acknowledged: {other:?}"),
+    }
+    assert!(started.elapsed() >= Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_refused_write_says_why() {
+    let Some((store, _server)) = setup().await else {
+        return;
+    };
+    let ev = event("s", T0, b"x", &["t"]);
+    store.enqueue(ev.clone()).await.unwrap();
+    match store.enqueue(ev).await {
+        Err(StoreError::Unavailable(msg)) => {
+            assert_eq!(msg, "redis: refused: this event id is already stored")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Log lines, captured for one test.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
