@@ -3,6 +3,11 @@
 //! write is one Lua script followed by the durability wait; a local write
 //! also wakes this process's worker directly (the published wake-up reaches
 //! the other replicas).
+//!
+//! Unlike SQLite's writer, nothing hands back a claim whose caller gave up
+//! (its future dropped) or whose durability wait failed after the script
+//! ran: those leases simply expire (`lease_ms`, the target's timeout + 30 s)
+//! and the deliveries are claimed again, no attempt counted.
 
 use super::error::redis_error;
 use super::{DEDUPE_BACKSTOP_MS, RedisStore, codec, id_text, keys};
