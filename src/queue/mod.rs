@@ -7,8 +7,9 @@
 //! Backends sit behind it:
 //!
 //! - [`sqlite`]: the default, embedded, one writer thread with group commit.
-//! - redis (DESIGN.md section 9) will implement the same trait, and run the same
-//!   conformance suite ([`conformance`]).
+//! - [`redis`]: one queue shared by several replicas (DESIGN.md section 9),
+//!   Lua scripts over sorted sets; runs the same conformance suite
+//!   ([`conformance`]).
 //!
 //! A stored delivery names its target; it never holds one. This module does not
 //! import `targets` or `delivery`.
@@ -19,6 +20,7 @@
 #[doc(hidden)]
 pub mod conformance;
 mod record;
+pub mod redis;
 mod signal;
 pub mod sqlite;
 

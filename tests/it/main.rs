@@ -24,4 +24,5 @@ mod reload_triggers;
 mod routing;
 mod schemes;
 mod slack;
+mod store_redis;
 mod store_sqlite;
