@@ -59,11 +59,14 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, QueueBackend};
 use crate::delivery::Dispatcher;
+use crate::delivery::circuit_board::{CircuitBoard, RedisBoard};
 use crate::delivery::worker::WorkerContext;
 use crate::ingress::conn::{self, ConnLimits};
 use crate::queue::DeliveryStore;
+use crate::queue::redis::RedisStore;
 use crate::queue::sqlite::SqliteStore;
-use crate::rate_limit::LocalBudgets;
+use crate::rate_limit::redis::RedisBudgets;
+use crate::rate_limit::{CellBudgets, LocalBudgets};
 use crate::snapshot::Snapshot;
 use crate::targets::Senders;
 
@@ -99,17 +102,37 @@ pub enum RunError {
     Bind(String),
     #[error(transparent)]
     Store(#[from] queue::StoreError),
-    #[error("queue backend `redis` is not supported by this build yet; use `backend: sqlite`")]
-    UnsupportedBackend,
     #[error(transparent)]
     Senders(#[from] targets::SenderError),
 }
 
-/// Open the store a config asks for.
-pub fn open_store(config: &Config) -> Result<Arc<dyn DeliveryStore>, RunError> {
+/// The store a config asks for, and what the replicas that share it share
+/// beside the queue: targets' rate-limit budgets and circuit state.
+pub struct Backend {
+    pub store: Arc<dyn DeliveryStore>,
+    pub budgets: Arc<dyn CellBudgets>,
+    pub board: Option<Arc<dyn CircuitBoard>>,
+}
+
+/// Open the backend a config asks for: SQLite (this process alone, its
+/// limits and breakers in memory) or Redis (shared by replicas).
+pub async fn open_backend(config: &Config) -> Result<Backend, RunError> {
     match &config.queue.backend {
-        QueueBackend::Sqlite { path } => Ok(Arc::new(SqliteStore::open(path)?)),
-        QueueBackend::Redis { .. } => Err(RunError::UnsupportedBackend),
+        QueueBackend::Sqlite { path } => Ok(Backend {
+            store: Arc::new(SqliteStore::open(path)?),
+            budgets: Arc::new(LocalBudgets),
+            board: None,
+        }),
+        QueueBackend::Redis { url, prefix } => {
+            let store = RedisStore::connect(url.expose(), prefix).await?;
+            tracing::info!(%prefix, durability = %store.durability(), "queue on Redis");
+            let conn = store.connection();
+            Ok(Backend {
+                budgets: Arc::new(RedisBudgets::new(conn.clone(), prefix)),
+                board: Some(Arc::new(RedisBoard::new(conn, prefix))),
+                store: Arc::new(store),
+            })
+        }
     }
 }
 
@@ -134,7 +157,11 @@ pub async fn run_with_clock(
 ) -> Result<(), RunError> {
     // Before the store opens: it publishes the depth it counts from the file.
     let metrics = metrics::install();
-    let store = open_store(&config)?;
+    let Backend {
+        store,
+        budgets,
+        board,
+    } = open_backend(&config).await?;
     let senders = Arc::new(Senders::new()?);
     let drain = config.server.shutdown_timeout;
     let limits = ConnLimits {
@@ -157,8 +184,8 @@ pub async fn run_with_clock(
         store: store.clone(),
         senders,
         clock: clock.clone(),
-        budgets: Arc::new(LocalBudgets),
-        board: None,
+        budgets,
+        board,
     });
     // From here on only the reload task writes the snapshot or retunes the
     // workers; it hands the dispatcher back at shutdown.

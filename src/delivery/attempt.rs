@@ -74,17 +74,28 @@ pub async fn run(
     let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     let signal = gate_signal(&outcome, &target.retry, ctx.clock.now_ms());
     let (record, next, label) = match outcome {
-        AttemptOutcome::Delivered { status } => (
-            AttemptRecord {
-                at_ms,
-                duration_ms,
+        AttemptOutcome::Delivered { status } => {
+            tracing::debug!(
+                target = %claim.target,
+                %event_id,
+                %delivery_id,
+                attempt = number,
                 status,
-                error: None,
-                response_excerpt: None,
-            },
-            NextState::Delivered,
-            "delivered",
-        ),
+                duration_ms,
+                "delivered"
+            );
+            (
+                AttemptRecord {
+                    at_ms,
+                    duration_ms,
+                    status,
+                    error: None,
+                    response_excerpt: None,
+                },
+                NextState::Delivered,
+                "delivered",
+            )
+        }
         AttemptOutcome::Failed(f) => {
             let (next, label) = match f.class {
                 FailureClass::Permanent => (
@@ -113,6 +124,7 @@ pub async fn run(
             };
             tracing::info!(
                 target = %claim.target,
+                %event_id,
                 delivery_id = %delivery_id,
                 attempt = number,
                 error = %f.error,

@@ -185,6 +185,7 @@ where
     match enqueued {
         Enqueued::Stored => {}
         Enqueued::Duplicate(first) => {
+            tracing::debug!(source = %source.name, event_id = %first, "duplicate event: answered 200");
             let body = serde_json::json!({ "id": first, "duplicate": true });
             return Ok((
                 warp::reply::json(&body).into_response(),
@@ -213,6 +214,13 @@ where
     if decision.matched.is_empty() && !accepted.is_empty() {
         metrics::event_routed(UNMATCHED_ROUTE);
     }
+    tracing::debug!(
+        source = %source.name,
+        %event_id,
+        routes = ?routes,
+        deliveries = accepted.len(),
+        "event accepted"
+    );
     let body = Accepted {
         id: event_id,
         routes,

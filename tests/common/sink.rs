@@ -1,7 +1,7 @@
 //! A downstream HTTP server on loopback that records every request and answers
 //! as it is told, like Svix's test receiver.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -83,6 +83,50 @@ struct SinkState {
     /// Answers to give, in order; when empty, `fallback`.
     script: Mutex<VecDeque<Answer>>,
     fallback: Mutex<Option<Answer>>,
+    /// Requests being answered now, per `x-hookgate-delivery-id`.
+    in_progress: Mutex<HashMap<String, usize>>,
+    /// Requests that arrived while another one of the same delivery was
+    /// still being answered (two senders of one delivery at once).
+    overlaps: Mutex<usize>,
+}
+
+/// Counts a request of one delivery as in progress until dropped.
+struct InProgress<'a> {
+    state: &'a SinkState,
+    id: Option<String>,
+}
+
+impl<'a> InProgress<'a> {
+    fn begin(state: &'a SinkState, headers: &HeaderMap) -> InProgress<'a> {
+        let id = headers
+            .get("x-hookgate-delivery-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if let Some(id) = &id {
+            let mut map = state.in_progress.lock().unwrap();
+            let n = map.entry(id.clone()).or_default();
+            *n += 1;
+            if *n > 1 {
+                *state.overlaps.lock().unwrap() += 1;
+            }
+        }
+        InProgress { state, id }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        if let Some(id) = &self.id {
+            let mut map = self
+                .state
+                .in_progress
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(id) {
+                *n -= 1;
+            }
+        }
+    }
 }
 
 /// A running sink. Dropping it stops accepting at once and frees the port
@@ -117,10 +161,11 @@ impl Sink {
                 move |method: http::Method, path: warp::path::FullPath, headers, body| {
                     let s = s.clone();
                     async move {
+                        let _in_progress = InProgress::begin(&s, &headers);
                         s.received.lock().unwrap().push(Received {
                             method: method.to_string(),
                             path: path.as_str().to_owned(),
-                            headers,
+                            headers: headers.clone(),
                             body,
                             at: Instant::now(),
                         });
@@ -185,6 +230,12 @@ impl Sink {
 
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
+    }
+
+    /// How many requests arrived while another request of the same
+    /// delivery was still being answered.
+    pub fn overlaps(&self) -> usize {
+        *self.state.overlaps.lock().unwrap()
     }
 
     pub fn count(&self) -> usize {

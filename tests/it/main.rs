@@ -21,6 +21,7 @@ mod pressure;
 mod redaction;
 mod reload;
 mod reload_triggers;
+mod replicas;
 mod routing;
 mod schemes;
 mod slack;

@@ -93,16 +93,6 @@ pub(super) fn queue(cx: &mut Ctx<'_>, node: Option<&Node>) -> QueueConfig {
         })
         .unwrap_or("sqlite");
     out.backend = if backend == "redis" {
-        // Until `serve` runs on Redis (issue 11), say so here, so `check`
-        // does not pass a file the server will refuse.
-        if let Some(node) = f.get("backend") {
-            cx.warn_help(
-                node,
-                &f.path("backend"),
-                "`serve` in this build refuses `backend: redis`: the Redis backend is not finished",
-                "use `backend: sqlite` (the default) with this build",
-            );
-        }
         only_for(cx, &f, &["path"], "sqlite");
         let url = f.req(cx, "url", redis_url);
         let prefix = f

@@ -223,6 +223,13 @@ impl RedisStore {
         &self.shared.durability
     }
 
+    /// A handle on the store's multiplexed, reconnecting connection, for
+    /// what replicas share beside the queue (rate-limit budgets, circuit
+    /// state).
+    pub fn connection(&self) -> ConnectionManager {
+        self.shared.conn.clone()
+    }
+
     /// Stop the background tasks (wake-up listener, counter refresher).
     /// Calls still work; wake-ups from other processes no longer arrive.
     pub fn close(&self) {
