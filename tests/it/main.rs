@@ -10,6 +10,7 @@ mod common;
 mod backlog;
 mod binary;
 mod delivery;
+mod deploy;
 mod email;
 mod engine;
 mod ingress;
