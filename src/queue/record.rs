@@ -83,6 +83,15 @@ pub enum DeliveryState {
 }
 
 impl DeliveryState {
+    /// Every state, in the order the admin API and the depth gauges list them.
+    pub const ALL: [DeliveryState; 5] = [
+        DeliveryState::Pending,
+        DeliveryState::InFlight,
+        DeliveryState::Retrying,
+        DeliveryState::Delivered,
+        DeliveryState::Dead,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             DeliveryState::Pending => "pending",

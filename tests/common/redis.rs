@@ -7,12 +7,14 @@
 //! returns `None`, and one line says so for the whole run.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Once, OnceLock};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+use super::free_port;
 
 /// The server process; killed when dropped.
 pub struct RedisServer {
@@ -166,11 +168,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
 }
 
 /// `PING` answered with `+PONG`.

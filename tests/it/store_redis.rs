@@ -27,49 +27,10 @@ async fn setup() -> Option<(Arc<dyn DeliveryStore>, RedisServer)> {
     Some((Arc::new(store), server))
 }
 
-/// The conformance cases (the list of `delivery_store_conformance!`), each
-/// skipped when there is no `redis-server`.
-macro_rules! redis_conformance {
-    ($($case:ident),* $(,)?) => {
-        mod conformance {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    let Some((store, _server)) = super::setup().await else {
-                        return;
-                    };
-                    hookgate::queue::conformance::$case(store).await;
-                }
-            )*
-        }
-    };
+/// The shared suite, each case skipped when there is no `redis-server`.
+mod conformance {
+    hookgate::delivery_store_conformance!(super::setup);
 }
-
-redis_conformance!(
-    enqueue_then_claim_returns_the_event_exactly,
-    claim_order_is_due_time_then_acceptance,
-    claim_respects_limit_and_target,
-    claimed_delivery_is_not_claimed_again,
-    an_expired_lease_is_claimed_again_and_its_holder_ignored,
-    complete_delivered_records_the_attempt,
-    retry_waits_until_due_then_dead,
-    stale_lease_is_ignored,
-    release_does_not_count_an_attempt,
-    one_delivery_per_event_and_target,
-    event_without_deliveries_is_stored,
-    work_signal_on_enqueue_retry_and_release,
-    next_due_is_the_earliest_waiting,
-    unknown_delivery_is_none_and_store_is_writable,
-    concurrent_enqueues_are_claimed_exactly_once,
-    list_filters_orders_and_pages,
-    replay_gives_a_fresh_budget_and_keeps_counting,
-    bulk_replay_and_purge_work_in_batches_per_target,
-    purge_all_removes_attempts_and_orphaned_events,
-    removed_targets_are_swept,
-    dedupe_keys_accept_an_event_once_per_window,
-    backlog_counts_and_limits,
-    prune_removes_old_delivered_records_only,
-);
 
 /// Two stores on one server: two replicas.
 async fn two_replicas(server: &RedisServer) -> (RedisStore, RedisStore) {

@@ -26,13 +26,7 @@ const REFRESH_EVERY: Duration = Duration::from_secs(1);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-const STATES: [DeliveryState; 5] = [
-    DeliveryState::Pending,
-    DeliveryState::InFlight,
-    DeliveryState::Retrying,
-    DeliveryState::Delivered,
-    DeliveryState::Dead,
-];
+const STATES: [DeliveryState; 5] = DeliveryState::ALL;
 
 /// This process's copy of the shared backlog counters. Replies arrive out
 /// of order under concurrency: a copy replaces the held one only when its

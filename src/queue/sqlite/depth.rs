@@ -14,13 +14,7 @@ use rusqlite::Connection;
 
 use crate::queue::DeliveryState;
 
-const STATES: [DeliveryState; 5] = [
-    DeliveryState::Pending,
-    DeliveryState::InFlight,
-    DeliveryState::Retrying,
-    DeliveryState::Delivered,
-    DeliveryState::Dead,
-];
+const STATES: [DeliveryState; 5] = DeliveryState::ALL;
 
 fn slot(state: DeliveryState) -> usize {
     match state {
