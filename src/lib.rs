@@ -250,6 +250,9 @@ pub async fn run_with_clock(
         }
     };
     let (_, _, (), _) = tokio::join!(ingress_task, admin_task, drain_deliveries, sighup_task);
+    if let Err(e) = store.close().await {
+        tracing::warn!(error = %e, "closing the queue");
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -117,8 +117,15 @@ pub trait DeliveryQueue: Send + Sync + 'static {
 }
 
 /// Records and bulk work: the admin API, retention, the removed-target sweep
-/// and the readiness probe.
+/// and the readiness probe; and the store's end.
 pub trait DeliveryRecords: Send + Sync + 'static {
+    /// Finish what was sent and let go of the store (SQLite: close the file
+    /// and release its lock; Redis: stop the background tasks). Later calls
+    /// fail `Unavailable` (SQLite) or lose their wake-ups (Redis). `serve`
+    /// calls it last, so the queue is free when `run` returns even if some
+    /// handle on the store is still being dropped.
+    fn close(&self) -> StoreFuture<'_, ()>;
+
     /// The unfinished work, from the store's counters (never by counting rows
     /// per call); for a shared store, as recently as the backend last read them.
     fn backlog(&self) -> Backlog;

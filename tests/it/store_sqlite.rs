@@ -195,7 +195,7 @@ async fn records_carry_the_format_version() {
         next: NextState::RetryAt(T0 + 1),
     };
     store.complete(done).await.unwrap();
-    store.close().await;
+    store.close().await.unwrap();
 
     let conn = rusqlite::Connection::open(&path).unwrap();
     for table in ["events", "deliveries", "attempts"] {
@@ -233,14 +233,15 @@ async fn close_finishes_what_was_sent_then_refuses_and_unlocks() {
     let store = open(&path);
     let ev = event(T0, b"{}", &["t"]);
     // The enqueue is sent before the close (join polls in order).
-    let (queued, ()) = tokio::join!(store.enqueue(ev.clone()), store.close());
+    let (queued, closed) = tokio::join!(store.enqueue(ev.clone()), store.close());
     queued.unwrap();
+    closed.unwrap();
     assert!(matches!(
         store.enqueue(event(T0, b"{}", &["t"])).await,
         Err(StoreError::Unavailable(_))
     ));
     assert!(store.check_writable().await.is_err());
-    store.close().await; // twice is fine
+    store.close().await.unwrap(); // twice is fine
     let reopened = open(&path);
     assert!(
         reopened

@@ -229,12 +229,6 @@ impl RedisStore {
     pub fn connection(&self) -> ConnectionManager {
         self.shared.conn.clone()
     }
-
-    /// Stop the background tasks (wake-up listener, counter refresher).
-    /// Calls still work; wake-ups from other processes no longer arrive.
-    pub fn close(&self) {
-        self.cancel.cancel();
-    }
 }
 
 impl Drop for RedisStore {

@@ -92,6 +92,13 @@ impl Shared {
 }
 
 impl DeliveryRecords for RedisStore {
+    /// Stop the background tasks (wake-up listener, counter refresher).
+    /// Calls still work; wake-ups from other processes no longer arrive.
+    fn close(&self) -> StoreFuture<'_, ()> {
+        self.cancel.cancel();
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn backlog(&self) -> Backlog {
         self.shared.backlog.get()
     }

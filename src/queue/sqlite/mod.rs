@@ -154,16 +154,6 @@ impl SqliteStore {
         self.shared.stats.snapshot()
     }
 
-    /// Finish the commands queued so far, close the file and release the lock.
-    /// Later calls on this store fail with [`StoreError::Unavailable`].
-    pub async fn close(&self) {
-        let (ack, done) = oneshot::channel();
-        if self.commands.send(Op::Close(ack)).is_ok() {
-            // An error means the writer is already gone: closed as well.
-            let _ = done.await;
-        }
-    }
-
     /// Run a bulk command [`BULK_BATCH`] rows at a time, each batch in its own
     /// group-commit transaction, until a batch comes back short.
     async fn in_batches(
@@ -326,6 +316,19 @@ impl DeliveryQueue for SqliteStore {
 }
 
 impl DeliveryRecords for SqliteStore {
+    /// Finish the commands queued so far, close the file and release the lock.
+    /// Later calls on this store fail with [`StoreError::Unavailable`].
+    fn close(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (ack, done) = oneshot::channel();
+            if self.commands.send(Op::Close(ack)).is_ok() {
+                // An error means the writer is already gone: closed as well.
+                let _ = done.await;
+            }
+            Ok(())
+        })
+    }
+
     fn list(&self, query: DeliveryQuery) -> StoreFuture<'_, DeliveryPage> {
         self.read(move |reply| ReadOp::List(query, reply))
     }
