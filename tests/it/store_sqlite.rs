@@ -211,7 +211,7 @@ async fn records_carry_the_format_version() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let ids: Vec<String> = conn
         .prepare("SELECT id FROM deliveries")
         .unwrap()

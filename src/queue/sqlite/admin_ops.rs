@@ -232,12 +232,13 @@ pub(super) fn dead_letter_batch(
     Ok((rows.len() as u64, bytes))
 }
 
-/// Targets with waiting or in-flight deliveries. Walks the `(state, target)`
-/// index, one seek per distinct target.
+/// Targets with waiting or in-flight deliveries: the distinct targets of the
+/// two partial indexes that hold exactly those rows.
 pub(super) fn targets_with_work(conn: &Connection) -> rusqlite::Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT DISTINCT target FROM deliveries
-          WHERE state IN ('pending', 'retrying', 'in_flight')",
+        "SELECT target FROM deliveries WHERE state IN ('pending', 'retrying')
+         UNION
+         SELECT target FROM deliveries WHERE state = 'in_flight'",
     )?;
     stmt.query_map([], |r| r.get(0))?.collect()
 }

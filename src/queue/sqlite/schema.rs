@@ -16,7 +16,7 @@ use super::db_err;
 use crate::queue::{RECORD_FORMAT, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// The tables. `seq` is the acceptance order (AUTOINCREMENT, so a number is never
 /// reused even after rows are pruned). `UNIQUE(event_id, target)` makes "one
@@ -58,9 +58,11 @@ CREATE INDEX deliveries_due ON deliveries (target, next_attempt_at, seq)
 -- Expired leases per target: only the rows in flight.
 CREATE INDEX deliveries_leases ON deliveries (target, lease_until)
     WHERE state = 'in_flight';
--- Everything else by state: crash recovery (in_flight), dead-letter replay and
--- purge per target, admin listings and depth counts.
-CREATE INDEX deliveries_state ON deliveries (state, target, seq);
+-- Dead letters per target, for their replay and purge. Only dead rows: an
+-- index of every row by state would move on each claim and each outcome
+-- (two more B-tree writes per delivery on the hot path). Waiting and
+-- in-flight rows are found through deliveries_due and deliveries_leases.
+CREATE INDEX deliveries_dead ON deliveries (target, seq) WHERE state = 'dead';
 CREATE TABLE attempts (
     delivery_id      TEXT NOT NULL REFERENCES deliveries(id) ON DELETE CASCADE,
     n                INTEGER NOT NULL,
@@ -108,6 +110,12 @@ const MIGRATE_2_TO_3: &str = "
 ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
 CREATE INDEX deliveries_leases ON deliveries (target, lease_until)
     WHERE state = 'in_flight';
+";
+
+/// Version 3 indexed every row by state; 4 indexes only the dead ones.
+const MIGRATE_3_TO_4: &str = "
+DROP INDEX IF EXISTS deliveries_state;
+CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (target, seq) WHERE state = 'dead';
 ";
 
 /// The unfinished work at open: the one time hookgate counts rows for it;
@@ -159,13 +167,17 @@ pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreE
             )
             .map_err(|e| open_err("cannot write meta", e))?;
         }
-        1 | 2 => {
+        1..=3 => {
             if version == 1 {
                 tx.execute_batch(MIGRATE_1_TO_2)
                     .map_err(|e| open_err("cannot migrate schema 1 to 2", e))?;
             }
-            tx.execute_batch(MIGRATE_2_TO_3)
-                .map_err(|e| open_err("cannot migrate schema 2 to 3", e))?;
+            if version <= 2 {
+                tx.execute_batch(MIGRATE_2_TO_3)
+                    .map_err(|e| open_err("cannot migrate schema 2 to 3", e))?;
+            }
+            tx.execute_batch(MIGRATE_3_TO_4)
+                .map_err(|e| open_err("cannot migrate schema 3 to 4", e))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| open_err("cannot set schema version", e))?;
         }

@@ -52,8 +52,9 @@ fn newer_schema_is_refused() {
     assert!(err.contains("newer hookgate"), "{err}");
 }
 
-/// A version 2 file (leases without expiry) opens as version 3, with the
-/// deliveries that were in flight recovered.
+/// A version 2 file (leases without expiry, every row indexed by state)
+/// opens at the current version, with the deliveries that were in flight
+/// recovered.
 #[test]
 fn a_version_2_file_is_migrated() {
     let dir = tempfile::tempdir().unwrap();
@@ -68,6 +69,8 @@ fn a_version_2_file_is_migrated() {
         conn.execute_batch(
             "UPDATE deliveries SET state = 'in_flight', lease_token = 'x';
              DROP INDEX deliveries_leases;
+             DROP INDEX deliveries_dead;
+             CREATE INDEX deliveries_state ON deliveries (state, target, seq);
              ALTER TABLE deliveries DROP COLUMN lease_until;
              PRAGMA user_version = 2;",
         )
@@ -85,6 +88,40 @@ fn a_version_2_file_is_migrated() {
         })
         .unwrap();
     assert_eq!((state.as_str(), lease_until), ("pending", None));
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'deliveries_%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        indexes.contains(&"deliveries_dead".to_owned()),
+        "{indexes:?}"
+    );
+    assert!(
+        !indexes.contains(&"deliveries_state".to_owned()),
+        "{indexes:?}"
+    );
+}
+
+/// Dead-letter work reads only the dead rows' index, and the targets with
+/// work come from the two partial indexes of waiting and in-flight rows.
+#[test]
+fn dead_letters_and_targets_with_work_use_partial_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let dead =
+        "SELECT seq FROM deliveries WHERE state = 'dead' AND (?1 IS NULL OR target = ?1) LIMIT 10";
+    let p = plan(&conn, dead, &[&"t"]);
+    assert!(p.contains("deliveries_dead"), "{p}");
+    let work = "SELECT target FROM deliveries WHERE state IN ('pending', 'retrying')
+                UNION SELECT target FROM deliveries WHERE state = 'in_flight'";
+    let p = plan(&conn, work, &[]);
+    assert!(
+        p.contains("deliveries_due") && p.contains("deliveries_leases"),
+        "{p}"
+    );
 }
 
 fn ev(targets: &[&str]) -> NewEvent {
