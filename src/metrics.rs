@@ -16,6 +16,8 @@ pub const DELIVERY_DURATION_SECONDS: &str = "hookgate_delivery_duration_seconds"
 pub const CIRCUIT_OPEN: &str = "hookgate_circuit_open";
 pub const QUEUE_COMMITS_TOTAL: &str = "hookgate_queue_commits_total";
 pub const QUEUE_EVENTS_COMMITTED_TOTAL: &str = "hookgate_queue_events_committed_total";
+pub const QUEUE_CLAIMS_TOTAL: &str = "hookgate_queue_claims_total";
+pub const QUEUE_CLAIMED_TOTAL: &str = "hookgate_queue_claimed_deliveries_total";
 pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
@@ -207,6 +209,16 @@ pub fn queue_commit(events: u64) {
     metrics::counter!(QUEUE_COMMITS_TOTAL).increment(1);
     if events > 0 {
         metrics::counter!(QUEUE_EVENTS_COMMITTED_TOTAL).increment(events);
+    }
+}
+
+/// `claims` claim commands committed, which handed out `claimed` deliveries
+/// in all: `claimed_deliveries_total / claims_total` is the deliveries per
+/// claim.
+pub fn queue_claims(claims: u64, claimed: u64) {
+    if claims > 0 {
+        metrics::counter!(QUEUE_CLAIMS_TOTAL).increment(claims);
+        metrics::counter!(QUEUE_CLAIMED_TOTAL).increment(claimed);
     }
 }
 

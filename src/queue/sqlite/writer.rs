@@ -38,6 +38,8 @@ pub(super) struct Ran {
     ok: bool,
     wake: Vec<String>,
     events: u64,
+    /// Deliveries this command claimed (claims only).
+    claimed: Option<u64>,
     /// Change to the backlog counters (deliveries, bytes), applied on commit.
     backlog: (i64, i64),
     /// Deliveries created, deleted or moved between states, applied on commit.
@@ -52,6 +54,7 @@ impl Ran {
             ok,
             wake: Vec::new(),
             events: 0,
+            claimed: None,
             backlog: (0, 0),
             moves: Moves::default(),
         }
@@ -120,6 +123,7 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
             }
             let result = sql(lease::claim(conn, &target, now_ms, limit, lease_ms, moves));
             let ok = result.is_ok();
+            let claimed = result.as_ref().map_or(0, |c| c.len() as u64);
             let answer = Box::new(move |batch_failure: Option<&str>| {
                 let result = match (batch_failure, result) {
                     (Some(msg), Ok(_)) => unavailable(msg),
@@ -131,7 +135,10 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
                     _ => Vec::new(),
                 }
             });
-            Ran::new(answer, ok)
+            Ran {
+                claimed: Some(claimed),
+                ..Ran::new(answer, ok)
+            }
         }
         Op::Complete(c, reply) => match sql(lease::complete(conn, &c, moves)) {
             Ok((done, effects)) => Ran {
@@ -361,8 +368,13 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     // Counters and wake-ups before the answers: a caller that sees its
     // enqueue done also sees it counted and its target signalled.
     let mut backlog = (0i64, 0i64);
+    let (mut claims, mut claimed) = (0u64, 0u64);
     for r in &mut done {
         events += r.events;
+        if let Some(n) = r.claimed {
+            claims += 1;
+            claimed += n;
+        }
         backlog.0 += r.backlog.0;
         backlog.1 += r.backlog.1;
         wake.extend(std::mem::take(&mut r.wake));
@@ -371,6 +383,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     shared.depth_apply(done.iter().map(|r| &r.moves));
     let now = shared.backlog.get();
     crate::metrics::queue_commit(events);
+    crate::metrics::queue_claims(claims, claimed);
     crate::metrics::queue_backlog(now.deliveries, now.bytes);
     stats.record_commit(commands, events);
     for target in &wake {
