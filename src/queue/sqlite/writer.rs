@@ -3,9 +3,11 @@
 //!
 //! An fsync costs the same for one event as for a thousand, so the thread
 //! blocks for one command, takes every other command already queued (up to
-//! [`MAX_BATCH`]), runs them all in one transaction — each inside its own
-//! SAVEPOINT so a failing command fails only its caller — commits once, and only
-//! then answers. Nobody hears "done" before the commit is on disk. Reads need no
+//! [`MAX_BATCH`]), runs them all in one transaction, commits once, and only
+//! then answers. A command that can fail on its own (an admin or bulk
+//! command) runs inside its own SAVEPOINT, so it fails only its caller; an
+//! enqueue is checked before it writes, and a hot-path command that fails
+//! while writing fails the batch (see [`Op::needs_savepoint`]). Nobody hears "done" before the commit is on disk. Reads need no
 //! transaction; they run after the commit, so they only ever see durable data.
 
 use std::collections::BTreeSet;
@@ -321,6 +323,19 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     for op in writes {
         if let Some(msg) = &aborted {
             op.fail(msg);
+            continue;
+        }
+        if let Some(refused) = op.refusal() {
+            op.fail(&refused);
+            continue;
+        }
+        if !op.needs_savepoint() {
+            let r = apply(&tx, op, shared);
+            if !r.ok {
+                // Part of it may be written: the batch cannot commit.
+                aborted = Some("a command of the batch failed while writing".to_owned());
+            }
+            done.push(r);
             continue;
         }
         let mut r = match tx.savepoint() {
