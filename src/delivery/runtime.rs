@@ -278,10 +278,19 @@ impl TargetGate {
     /// Record one attempt's signal; log and export a change of the circuit,
     /// and tell the other replicas.
     pub async fn record(&self, signal: Signal, now: i64) {
-        let (changed, open_window, closed_at) = {
+        let (changed, opened, open_window, closed_at) = {
             let mut gate = self.lock();
+            let before = gate.open_window();
             let changed = gate.record(signal, now);
-            (changed, gate.open_window(), gate.closed_at())
+            let after = gate.open_window();
+            // A failed probe opens the circuit again without it ever having
+            // closed: news for the other replicas all the same.
+            (
+                changed,
+                after.is_some() && after != before,
+                after,
+                gate.closed_at(),
+            )
         };
         if changed {
             self.circuit_changed(open_window.is_some(), "this replica");
@@ -290,11 +299,11 @@ impl TargetGate {
         let Some(board) = &self.board else {
             return;
         };
-        match (changed, open_window) {
-            (true, Some((until, opened_at))) => {
+        match open_window {
+            Some((until, opened_at)) if opened => {
                 board.publish_open(&self.target, until, opened_at).await;
             }
-            (true, None) => board.publish_closed(&self.target, closed_at).await,
+            None if changed => board.publish_closed(&self.target, closed_at).await,
             _ => {}
         }
         if let Signal::RateLimited(Some(until)) = signal {

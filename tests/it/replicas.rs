@@ -310,10 +310,11 @@ async fn replicas_share_an_open_circuit_and_take_turns_probing() {
     };
     let sink = Sink::start().await;
     sink.always(Answer::status(503));
+    let schedule = vec!["50ms"; 40].join(", ");
     let target = format!(
         "  crm:\n    kind: http\n    url: {}\n    timeout: 1s\n    concurrency: 1\n\
-         \x20   retry: {{ schedule: [50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms, 50ms], jitter: false }}\n\
-         \x20   circuit_breaker: {{ failures: 2, cooldown: 1s }}\n",
+         \x20   retry: {{ schedule: [{schedule}], jitter: false }}\n\
+         \x20   circuit_breaker: {{ failures: 2, cooldown: 2s }}\n",
         sink.url("/crm")
     );
     let yaml = replica_config(&redis, "breaker", &target);
@@ -324,18 +325,36 @@ async fn replicas_share_an_open_circuit_and_take_turns_probing() {
         let url = replicas[n % 2].url("/webhooks/outrival");
         post(&http, &url, &format!("b-{n}")).await.unwrap();
     }
-    // Let both replicas fail their way to an open circuit, then count what
-    // reaches the target over the next five cooldowns: about one probe per
-    // cooldown in all (each replica on its own breaker would probe about
-    // twice as often).
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Both replicas see the circuit open (one by its own failures or by the
+    // other's news)...
+    let open = "hookgate_circuit_open{target=\"crm\"} 1";
+    eventually(
+        Duration::from_secs(10),
+        "the circuit open on both",
+        || async {
+            let mut both = true;
+            for r in &replicas {
+                let text = reqwest::get(r.admin_url("/metrics"))
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                both &= text.contains(open);
+            }
+            both
+        },
+    )
+    .await;
+    // ...then count what reaches the target over five cooldowns: about one
+    // probe per cooldown in all. Each replica on its own breaker would probe
+    // about twice as often (10).
     let before = sink.count();
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let probes = sink.count() - before;
-    eprintln!("{probes} probes");
     assert!(
         (3..=7).contains(&probes),
-        "{probes} attempts in 5 cooldowns of 1 s: one probe per cooldown in all"
+        "{probes} attempts in 5 cooldowns of 2 s: one probe per cooldown in all"
     );
     drop(replicas);
 }
