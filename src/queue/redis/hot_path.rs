@@ -6,7 +6,7 @@
 //!
 //! Unlike SQLite's writer, nothing hands back a claim whose caller gave up
 //! (its future dropped) or whose durability wait failed after the script
-//! ran: those leases simply expire (`lease_ms`, the target's timeout + 30 s)
+//! ran: those leases simply expire (`lease_ms`, the target's timeout + 10 s)
 //! and the deliveries are claimed again, no attempt counted.
 
 use super::error::redis_error;
