@@ -56,6 +56,11 @@ pub async fn post_signed(url: &str, body: &str) -> reqwest::Response {
         .expect("request to the gateway")
 }
 
+/// The text of a GET to `url` (a `/metrics` page).
+pub async fn metrics_text(url: &str) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 /// The status of a GET to `url`.
 pub async fn get_status(url: &str) -> u16 {
     reqwest::get(url).await.expect("GET").status().as_u16()
@@ -218,12 +223,7 @@ impl Gateway {
 
     /// `/metrics` as text.
     pub async fn metrics_text(&self) -> String {
-        reqwest::get(self.admin_url("/metrics"))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
+        metrics_text(&self.admin_url("/metrics")).await
     }
 
     /// The value of one series in `/metrics` (`name{labels}` exactly as
@@ -361,6 +361,11 @@ impl Process {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    /// `/metrics` as text.
+    pub async fn metrics_text(&self) -> String {
+        metrics_text(&self.admin_url("/metrics")).await
     }
 
     /// Wait until `/readyz` answers 200.

@@ -96,12 +96,7 @@ routes:
 
     // The depth is counted from the file at start: every seeded delivery is
     // there (the waiting ones may already be leased or retrying).
-    let metrics = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     let depth = |state: &str| -> f64 {
         let series = format!("hookgate_queue_depth{{target=\"dead\",state=\"{state}\"}} ");
         metrics

@@ -381,12 +381,7 @@ async fn no_secret_signature_or_token_reaches_logs_admin_api_or_metrics() {
         view["last_reload_error"]["message"].is_string(),
         "{config_view}"
     );
-    let metrics = reqwest::get(gw.admin_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics_text().await;
     // The POST and, racing it, the file watcher may each have failed once.
     let failed: u64 = metrics
         .lines()

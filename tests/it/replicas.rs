@@ -334,13 +334,7 @@ async fn replicas_share_an_open_circuit_and_take_turns_probing() {
         || async {
             let mut both = true;
             for r in &replicas {
-                let text = reqwest::get(r.admin_url("/metrics"))
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
-                both &= text.contains(open);
+                both &= r.metrics_text().await.contains(open);
             }
             both
         },
