@@ -17,6 +17,7 @@ use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
 use super::gate::SharedHold;
+use crate::queue::redis::keys;
 
 /// A boxed future of a board operation.
 pub type BoardFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -70,11 +71,11 @@ impl RedisBoard {
     }
 
     fn record_key(&self, target: &str) -> String {
-        format!("{{{}:{target}}}:circuit", self.prefix)
+        keys::target(&self.prefix, target, "circuit")
     }
 
     fn probe_key(&self, target: &str) -> String {
-        format!("{{{}:{target}}}:probe", self.prefix)
+        keys::target(&self.prefix, target, "probe")
     }
 
     /// Set `fields` on the target's record (and drop `remove`), refreshing

@@ -23,6 +23,7 @@ use redis::aio::ConnectionManager;
 
 use super::{CellBudget, CellBudgets, TakeFuture};
 use crate::config::RateLimit;
+use crate::queue::redis::keys;
 
 /// How long a budget asks its worker to wait when Redis does not answer.
 const UNREACHABLE_WAIT: Duration = Duration::from_secs(1);
@@ -76,9 +77,10 @@ impl CellBudgets for RedisBudgets {
         Arc::new(RedisBudget {
             conn: self.conn.clone(),
             script: self.script.clone(),
-            key: format!(
-                "{{{}:{target}}}:gcra:{}:{}",
-                self.prefix, limit.per_second, limit.burst
+            key: keys::target(
+                &self.prefix,
+                target,
+                &format!("gcra:{}:{}", limit.per_second, limit.burst),
             ),
             target: target.to_owned(),
             limit,

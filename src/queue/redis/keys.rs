@@ -1,10 +1,12 @@
 //! Key names (the layout is described in the module doc of `redis/mod.rs`
 //! and in docs/scaling.md). The Lua scripts build the same names in
-//! `lua/common.lua`: change both together.
+//! `lua/common.lua`: change both together. What replicas share beside the
+//! queue (rate-limit budgets, circuit state) is keyed here too, under the
+//! same per-target hash tag.
 
 /// A key of one target: `{PREFIX:TARGET}:suffix`, so all of a target's keys
 /// hash to one Redis Cluster slot.
-pub(super) fn target(prefix: &str, target: &str, suffix: &str) -> String {
+pub fn target(prefix: &str, target: &str, suffix: &str) -> String {
     format!("{{{prefix}:{target}}}:{suffix}")
 }
 

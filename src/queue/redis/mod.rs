@@ -45,7 +45,7 @@ mod codec;
 pub mod durability;
 mod error;
 mod hot_path;
-mod keys;
+pub mod keys;
 mod listing;
 mod records;
 
