@@ -30,7 +30,7 @@ use std::sync::Arc;
 
 use crate::config::RateLimit;
 use crate::metrics;
-use crate::rate_limit::{CellBudget, CellBudgets, LocalBudgets};
+use crate::rate_limit::{CellBudget, CellBudgets};
 
 /// The largest claim a limited target grows to (the free concurrency
 /// permits and the cells free at once cap it long before, in practice).
@@ -54,34 +54,11 @@ pub struct TargetLimits {
     limiter: Option<Arc<dyn CellBudget>>,
     /// How many cells the next claim may take at most.
     batch: usize,
-    /// The target's limit as reloads change it (`None`: fixed at `new`).
-    changes: Option<watch::Receiver<Option<RateLimit>>>,
+    /// The target's limit as reloads change it.
+    changes: watch::Receiver<Option<RateLimit>>,
 }
 
 impl TargetLimits {
-    /// The limits of `target` as configured (`None`: unlimited), with
-    /// cells from this process's own budget.
-    pub fn new(target: &str, limit: Option<RateLimit>) -> TargetLimits {
-        TargetLimits::with_budgets(target, limit, Arc::new(LocalBudgets))
-    }
-
-    fn with_budgets(
-        target: &str,
-        limit: Option<RateLimit>,
-        budgets: Arc<dyn CellBudgets>,
-    ) -> TargetLimits {
-        if limit.is_some() {
-            metrics::rate_limited(target, 0);
-        }
-        TargetLimits {
-            target: target.to_owned(),
-            limiter: limit.map(|l| budgets.budget(target, l, false)),
-            budgets,
-            batch: 1,
-            changes: None,
-        }
-    }
-
     /// The limits of `target`, following the limit `changes` carries, with
     /// cells from `budgets`.
     pub fn following(
@@ -90,18 +67,22 @@ impl TargetLimits {
         budgets: Arc<dyn CellBudgets>,
     ) -> TargetLimits {
         let limit = *changes.borrow_and_update();
-        let mut limits = TargetLimits::with_budgets(target, limit, budgets);
-        limits.changes = Some(changes);
-        limits
+        if limit.is_some() {
+            metrics::rate_limited(target, 0);
+        }
+        TargetLimits {
+            target: target.to_owned(),
+            limiter: limit.map(|l| budgets.budget(target, l, false)),
+            budgets,
+            batch: 1,
+            changes,
+        }
     }
 
     /// Take up a limit changed since the last look, if any.
     pub fn refresh(&mut self) {
-        let changed = match &mut self.changes {
-            Some(rx) if rx.has_changed().unwrap_or(false) => Some(*rx.borrow_and_update()),
-            _ => None,
-        };
-        if let Some(limit) = changed {
+        if self.changes.has_changed().unwrap_or(false) {
+            let limit = *self.changes.borrow_and_update();
             self.apply(limit);
         }
     }
@@ -145,19 +126,14 @@ impl TargetLimits {
                 metrics::rate_limited(&self.target, 1);
                 tracing::debug!(target = %self.target, ?wait, "waiting for the target's rate limit");
             }
-            let changed = async {
-                match &mut self.changes {
-                    Some(rx) => rx.changed().await.is_ok(),
-                    None => false,
-                }
-            };
+            // A closed channel (its sender gone) disables this branch.
+            let changed = async { self.changes.changed().await.is_ok() };
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 // `changed()` marked the value seen: take it as it is now.
                 true = changed => {
-                    if let Some(limit) = self.changes.as_mut().map(|rx| *rx.borrow_and_update()) {
-                        self.apply(limit);
-                    }
+                    let limit = *self.changes.borrow_and_update();
+                    self.apply(limit);
                 }
                 () = stop.cancelled() => return Cell::Stopped,
             }
@@ -201,6 +177,12 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::*;
+    use crate::rate_limit::LocalBudgets;
+
+    /// Limits that no reload changes, with cells from this process.
+    fn fixed(target: &str, limit: Option<RateLimit>) -> TargetLimits {
+        TargetLimits::following(target, watch::channel(limit).1, Arc::new(LocalBudgets))
+    }
 
     fn limit(per_second: u32, burst: u32) -> Option<RateLimit> {
         Some(RateLimit { per_second, burst })
@@ -208,7 +190,7 @@ mod tests {
 
     #[tokio::test]
     async fn unlimited_never_waits_and_claims_every_free_permit() {
-        let mut limits = TargetLimits::new("t", None);
+        let mut limits = fixed("t", None);
         assert!(!limits.is_limited());
         assert_ne!(
             limits.first_cell(&CancellationToken::new()).await,
@@ -219,7 +201,7 @@ mod tests {
 
     #[tokio::test]
     async fn claims_grow_while_full_and_fall_back_to_one() {
-        let mut limits = TargetLimits::new("t", limit(1, 100));
+        let mut limits = fixed("t", limit(1, 100));
         let stop = CancellationToken::new();
         let mut sizes = Vec::new();
         for _ in 0..5 {
@@ -246,7 +228,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_takes_only_the_cells_free_now() {
-        let mut limits = TargetLimits::new("t", limit(1, 3));
+        let mut limits = fixed("t", limit(1, 3));
         limits.batch = 8;
         let stop = CancellationToken::new();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
@@ -260,7 +242,7 @@ mod tests {
 
     #[tokio::test]
     async fn waits_for_the_next_cell() {
-        let mut limits = TargetLimits::new("t", limit(20, 1));
+        let mut limits = fixed("t", limit(20, 1));
         let stop = CancellationToken::new();
         assert_eq!(limits.first_cell(&stop).await, Cell::Ready);
         let started = Instant::now();
@@ -274,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn stopping_interrupts_a_wait() {
-        let mut limits = TargetLimits::new("t", limit(1, 1));
+        let mut limits = fixed("t", limit(1, 1));
         let stop = CancellationToken::new();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         let s = stop.clone();
@@ -317,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn apply_keeps_an_unchanged_budget() {
-        let mut limits = TargetLimits::new("t", limit(1, 1));
+        let mut limits = fixed("t", limit(1, 1));
         let stop = CancellationToken::new();
         assert_ne!(limits.first_cell(&stop).await, Cell::Stopped);
         let spent = |limits: &TargetLimits| {
