@@ -263,6 +263,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port where connections are refused for as long as this value lives: a
+/// "down" target. The socket is bound (without `SO_REUSEADDR`) but never
+/// listens, so no other test can take the port the way a port that was merely
+/// free a moment ago can be taken (a sink of a concurrent test answering 404
+/// where a connection error was expected).
+pub struct RefusedPort {
+    _socket: tokio::net::TcpSocket,
+    pub port: u16,
+}
+
+impl RefusedPort {
+    pub fn reserve() -> RefusedPort {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        let port = socket.local_addr().unwrap().port();
+        RefusedPort {
+            _socket: socket,
+            port,
+        }
+    }
+}
+
 /// The real `hookgate` binary, running `serve -c FILE` as a child process.
 pub struct Process {
     pub child: Child,

@@ -61,7 +61,8 @@ fn seed(db: &std::path::Path, now_ms: i64) {
 #[tokio::test]
 async fn a_million_pending_deliveries_behind_a_dead_target() {
     let dir = tempfile::tempdir().unwrap();
-    let dead_port = common::free_port();
+    let refused = common::RefusedPort::reserve();
+    let dead_port = refused.port;
     let healthy = Sink::start().await;
     let started = Instant::now();
     let now_ms = std::time::SystemTime::now()

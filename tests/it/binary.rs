@@ -239,7 +239,8 @@ async fn send_posts_a_signed_body_and_reports_the_answer() {
 #[tokio::test]
 async fn secrets_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let down_port = common::free_port(); // connection errors get logged
+    let refused = common::RefusedPort::reserve(); // connection errors get logged
+    let down_port = refused.port;
     // The shared config, with a secret in every place section 10 names.
     let yaml = config(down_port)
         .replace(

@@ -281,7 +281,8 @@ async fn dead_letters_can_be_inspected_replayed_and_purged() {
 #[tokio::test]
 async fn only_dead_or_delivered_deliveries_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let down = format!("http://127.0.0.1:{}/", common::free_port());
+    let refused = common::RefusedPort::reserve();
+    let down = format!("http://127.0.0.1:{}/", refused.port);
     let yaml = one_target(dir.path(), &down, "    retry: { schedule: [1h] }\n");
     let (gw, _clock) = on_clock(dir.path(), &yaml).await;
     let (_, delivery) = accept(&gw).await;

@@ -95,7 +95,8 @@ async fn window_zero_turns_dedupe_off() {
 #[tokio::test]
 async fn a_full_queue_answers_503_and_acknowledges_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let down = format!("http://127.0.0.1:{}/", common::free_port());
+    let refused = common::RefusedPort::reserve();
+    let down = format!("http://127.0.0.1:{}/", refused.port);
     let yaml = config(dir.path(), &down, "").replace("queue:\n", "queue:\n  max_pending: 3\n");
     let gw = Gateway::start(dir.path(), &yaml).await;
     let url = gw.url("/webhooks/outrival");
@@ -134,12 +135,13 @@ async fn queue_depth_is_reported_per_target_and_state() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
     sink.always(crate::common::sink::Answer::status(400));
+    let refused = common::RefusedPort::reserve();
     let yaml = common::config_yaml(
         dir.path(),
         &format!(
             "targets:\n  depth-refused:\n    kind: http\n    url: {}\n  depth-down:\n    kind: http\n    url: http://127.0.0.1:{}/\n    retry: {{ schedule: [1h] }}\nroutes:\n  - name: all\n    match: {{}}\n    targets: [depth-refused, depth-down]\n",
             sink.url("/hook"),
-            common::free_port()
+            refused.port
         ),
     );
     let gw = Gateway::start(dir.path(), &yaml).await;
@@ -201,7 +203,8 @@ async fn queue_depth_is_reported_per_target_and_state() {
 #[tokio::test]
 async fn max_bytes_limits_the_stored_bodies_of_unfinished_deliveries() {
     let dir = tempfile::tempdir().unwrap();
-    let down = format!("http://127.0.0.1:{}/", common::free_port());
+    let refused = common::RefusedPort::reserve();
+    let down = format!("http://127.0.0.1:{}/", refused.port);
     let yaml = config(dir.path(), &down, "").replace("queue:\n", "queue:\n  max_bytes: 1KiB\n");
     let gw = Gateway::start(dir.path(), &yaml).await;
     let url = gw.url("/webhooks/outrival");

@@ -19,7 +19,7 @@ use standardwebhooks::Webhook;
 
 use crate::common::sink::{Answer, Sink};
 use crate::common::smtp::{SmtpOptions, SmtpServer, TestCa};
-use crate::common::{Process, eventually, free_port, sign};
+use crate::common::{Process, RefusedPort, eventually, sign};
 
 const VERIFY_SECRET: &str = "rdx-verify-current-A1b2C3d4";
 const VERIFY_OLD_SECRET: &str = "rdx-verify-previous-E5f6G7h8";
@@ -232,7 +232,8 @@ async fn no_secret_signature_or_token_reaches_logs_admin_api_or_metrics() {
     let slack = Sink::start().await;
     slack.script([Answer::status(500)]);
     slack.always(Answer::status(200).with_body("ok"));
-    let down = free_port();
+    let refused = RefusedPort::reserve();
+    let down = refused.port;
     let ca_path = ca.ca_path.display().to_string();
     let yaml = |bad: Option<&str>| {
         config(

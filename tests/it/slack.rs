@@ -200,7 +200,8 @@ async fn the_webhook_url_never_reaches_the_logs() {
     sink.script([Answer::status(500).with_body("rollup_error")]);
     sink.always(Answer::status(404).with_body("no_service"));
     // A down Slack too: connection errors are logged without their URL.
-    let down = format!("http://127.0.0.1:{}{HOOK_PATH}", common::free_port());
+    let refused = common::RefusedPort::reserve();
+    let down = format!("http://127.0.0.1:{}{HOOK_PATH}", refused.port);
     let yaml = slack_yaml(dir.path(), &sink.url(HOOK_PATH), "    retry: { schedule: [50ms] }\n")
         .replace("server:\n  listen: 127.0.0.1:0", "server:\n  listen: 127.0.0.1:{PORT}")
         .replace("admin:\n  listen: 127.0.0.1:0", "admin:\n  listen: 127.0.0.1:{ADMIN_PORT}")

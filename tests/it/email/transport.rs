@@ -177,7 +177,8 @@ async fn a_550_is_dead_at_once_with_its_status() {
 #[tokio::test]
 async fn a_server_that_is_down_is_retried_and_the_error_hides_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let port = common::free_port();
+    let refused = common::RefusedPort::reserve();
+    let port = refused.port;
     let smtp_keys = format!(", tls: none, username: hookgate, password: {PASSWORD}");
     let retry = "    retry: { schedule: [1h] }\n";
     let gw = gateway(dir.path(), &target(port, &smtp_keys, retry)).await;
