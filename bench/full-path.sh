@@ -50,8 +50,10 @@ commits=$(metric hookgate_queue_commits_total)
 events=$(metric hookgate_queue_events_committed_total)
 claims=$(metric hookgate_queue_claims_total)
 claimed=$(metric hookgate_queue_claimed_deliveries_total)
+handed=$(metric hookgate_queue_handed_off_total)
 echo
 echo "hookgate: idle RSS ${idle_rss} MiB, peak RSS $(rss VmHWM) MiB;" \
   "events per fsync $(awk -v e="$events" -v c="$commits" 'BEGIN { printf "%.1f", c ? e / c : 0 }');" \
-  "deliveries per claim $(awk -v d="$claimed" -v c="$claims" 'BEGIN { printf "%.1f", c ? d / c : 0 }')" \
+  "deliveries per claim $(awk -v d="$claimed" -v c="$claims" 'BEGIN { printf "%.1f", c ? d / c : 0 }');" \
+  "handed off without a claim ${handed} (claimed ${claimed})" \
   "(whole harness run, warmup included); logs in $RUN"

@@ -18,6 +18,7 @@ pub const QUEUE_COMMITS_TOTAL: &str = "hookgate_queue_commits_total";
 pub const QUEUE_EVENTS_COMMITTED_TOTAL: &str = "hookgate_queue_events_committed_total";
 pub const QUEUE_CLAIMS_TOTAL: &str = "hookgate_queue_claims_total";
 pub const QUEUE_CLAIMED_TOTAL: &str = "hookgate_queue_claimed_deliveries_total";
+pub const QUEUE_HANDED_OFF_TOTAL: &str = "hookgate_queue_handed_off_total";
 pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
@@ -219,6 +220,14 @@ pub fn queue_claims(claims: u64, claimed: u64) {
     if claims > 0 {
         metrics::counter!(QUEUE_CLAIMS_TOTAL).increment(claims);
         metrics::counter!(QUEUE_CLAIMED_TOTAL).increment(claimed);
+    }
+}
+
+/// `n` deliveries leased in their enqueue's transaction and handed to their
+/// worker without a claim (`queue::hand_off`).
+pub fn queue_handed_off(n: u64) {
+    if n > 0 {
+        metrics::counter!(QUEUE_HANDED_OFF_TOTAL).increment(n);
     }
 }
 

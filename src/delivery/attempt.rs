@@ -1,6 +1,13 @@
 //! One attempt of one delivery: send it with the target's current config,
-//! decide what comes next (delivered, retry at T, dead), record it in the
-//! store, and tell the target's gate how it went.
+//! tell the target's gate how it went, decide what comes next (delivered,
+//! retry at T, dead), and record it in the store.
+//!
+//! The concurrency permit covers the request only: it is given back as soon
+//! as the target has answered, before the outcome is committed. Holding it
+//! through the commit (a group commit's fsync, milliseconds under load) kept
+//! `concurrency` requests' worth of permits waiting on the disk instead of on
+//! the target, which capped delivery far below what the core could do
+//! (docs/performance.md).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,7 +27,7 @@ pub async fn run(
     ctx: Arc<WorkerContext>,
     shared: Arc<TargetShared>,
     claim: Claim,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     #[cfg(test)]
     super::test_hooks::maybe_panic(super::test_hooks::Hook::Attempt, &claim.target);
@@ -72,7 +79,12 @@ pub async fn run(
         .await;
     let elapsed = started.elapsed();
     let duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-    let signal = gate_signal(&outcome, &target.retry, ctx.clock.now_ms());
+    // The gate hears the outcome before the permit goes: the next attempt
+    // must not start on a circuit this one is about to open.
+    if let Some(signal) = gate_signal(&outcome, &target.retry, ctx.clock.now_ms()) {
+        shared.gate.record(signal, ctx.clock.now_ms()).await;
+    }
+    drop(permit); // the request is over: the next one may start
     let (record, next, label) = match outcome {
         AttemptOutcome::Delivered { status } => {
             tracing::debug!(
@@ -146,9 +158,6 @@ pub async fn run(
     };
     metrics::delivery_attempt(&claim.target, label, elapsed.as_secs_f64());
     complete(&ctx, &claim, record, next).await;
-    if let Some(signal) = signal {
-        shared.gate.record(signal, ctx.clock.now_ms()).await;
-    }
 }
 
 /// What an outcome tells the target's gate (nothing, for a render error: the

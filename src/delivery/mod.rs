@@ -13,6 +13,7 @@
 mod attempt;
 pub mod circuit_board;
 pub mod gate;
+mod hand_off;
 pub mod limits;
 mod retention;
 pub mod retry;

@@ -59,6 +59,9 @@ pub struct TargetShared {
     pub gate: TargetGate,
     /// One permit per attempt in flight; resized by [`TargetRuntime::retune`].
     pub permits: Arc<Semaphore>,
+    /// Notified by [`TargetRuntime::retune`]: a worker that set permits aside
+    /// for hand-offs gives them back and looks at its limits again.
+    pub retuned: Notify,
 }
 
 /// One running target, as the dispatcher holds it.
@@ -84,6 +87,7 @@ impl TargetRuntime {
             name: target.name.clone(),
             gate: TargetGate::new(&target.name, settings.breaker, ctx.board.clone()),
             permits: Arc::new(Semaphore::new(settings.concurrency)),
+            retuned: Notify::new(),
         });
         metrics::circuit_open(&target.name, false);
         let (rate_limit, follows) = watch::channel(settings.rate_limit);
@@ -146,6 +150,7 @@ impl TargetRuntime {
                 });
             }
         }
+        self.shared.retuned.notify_one();
         tracing::info!(
             target = %name,
             concurrency = new.concurrency,

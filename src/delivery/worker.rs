@@ -11,6 +11,11 @@
 //! When nothing is due it sleeps until the earliest due time or until the
 //! store signals new work — it never polls.
 //!
+//! While its target has nothing waiting, an idle worker also takes fresh
+//! deliveries the store hands it straight from their enqueue, already leased
+//! ([`HandOffLane`]; SQLite only): no claim for a first attempt to a target
+//! that keeps up.
+//!
 //! The gate, the permits and the rate limit are the target's runtime state
 //! ([`super::runtime`]); the worker reads them on every turn, so a reload
 //! that retunes them takes effect at the next claim. Its attempts run in an
@@ -28,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 pub use super::WorkerContext;
 use super::attempt;
 use super::gate::Admission;
+use super::hand_off::HandOffLane;
 use super::limits::{Cell, TargetLimits};
 use super::runtime::{TargetGate, TargetShared};
 use crate::queue::{Claim, DeliveryId, LeaseToken};
@@ -59,11 +65,17 @@ pub async fn run(
     if ctx.live.load().config.target_by_name(target).is_none() {
         return;
     }
+    let mut lane = HandOffLane::new(ctx.store.hand_off(target));
     loop {
         #[cfg(test)]
         super::test_hooks::maybe_panic(super::test_hooks::Hook::Worker, target);
         attempts.reap().await;
         limits.refresh();
+        // Handed off while this worker was not idle (a failed batch gave a
+        // credit back): start them before claiming anything.
+        while let Some((claim, permit)) = lane.ready() {
+            start_handed(ctx, shared, attempts, claim, permit, limits.is_limited()).await;
+        }
         let permit = tokio::select! {
             p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             Some(ended) = attempts.next_ended() => {
@@ -100,7 +112,7 @@ pub async fn run(
                 }
                 drop(permit);
                 limits.went_idle();
-                idle(ctx, target, &wake, attempts, stop).await;
+                idle(ctx, shared, attempts, None, &wake, stop).await;
                 continue;
             }
             match limits.first_cell(stop).await {
@@ -152,7 +164,11 @@ pub async fn run(
                 gate.lock().probe_unused();
             }
             drop(permit);
-            idle(ctx, target, &wake, attempts, stop).await;
+            // Nothing waits: while the gate is open and no rate limit needs
+            // a cell per delivery, fresh deliveries may come straight here.
+            let hand_off =
+                (admission == Admission::Open && !limits.is_limited()).then_some(&mut lane);
+            idle(ctx, shared, attempts, hand_off, &wake, stop).await;
             continue;
         }
         let mut permit = Some(permit);
@@ -166,6 +182,48 @@ pub async fn run(
                 continue;
             };
             attempts.spawn(claim, p);
+        }
+    }
+    // Claims handed off but not started go back to waiting.
+    for claim in lane.close() {
+        let _ = ctx.store.release(claim.delivery_id, claim.lease).await;
+    }
+}
+
+/// Start a handed-off claim on the permit set aside for it, unless the
+/// target no longer takes deliveries freely (the circuit opened, a pause or a
+/// rate limit began since the offer): then it goes back to waiting, to be
+/// claimed the usual way. Returns whether it started.
+async fn start_handed(
+    ctx: &Arc<WorkerContext>,
+    shared: &TargetShared,
+    attempts: &mut Attempts,
+    claim: Claim,
+    permit: Option<OwnedSemaphorePermit>,
+    limited: bool,
+) -> bool {
+    let lease_ms = lease_ms(ctx, &shared.name);
+    let admitted = !limited
+        && matches!(
+            shared.gate.admit(ctx.clock.now_ms(), lease_ms).await,
+            Admission::Open | Admission::Probe
+        );
+    let permit = match permit {
+        Some(p) if admitted => Some(p),
+        // Only if the credits and the permits set aside disagreed.
+        None if admitted => shared.permits.clone().acquire_owned().await.ok(),
+        _ => None,
+    };
+    match permit {
+        Some(p) => {
+            attempts.spawn(claim, p);
+            true
+        }
+        None => {
+            if let Err(e) = ctx.store.release(claim.delivery_id, claim.lease).await {
+                tracing::error!(target = %shared.name, delivery_id = %claim.delivery_id, error = %e, "cannot give back a handed-off delivery; it is claimed again when its lease expires");
+            }
+            false
         }
     }
 }
@@ -290,14 +348,19 @@ async fn wait_at_gate(
     }
 }
 
-/// Wait until the next due time, a new-work signal, an attempt's end, or stop.
+/// Wait until the next due time, a new-work signal, an attempt's end, or
+/// stop. With a `hand_off` lane, set the free permits aside and start the
+/// deliveries the store hands over meanwhile; an attempt's end then frees a
+/// permit for the lane instead of ending the wait.
 async fn idle(
-    ctx: &WorkerContext,
-    target: &str,
-    wake: &Notify,
+    ctx: &Arc<WorkerContext>,
+    shared: &TargetShared,
     attempts: &mut Attempts,
+    mut hand_off: Option<&mut HandOffLane>,
+    wake: &Notify,
     stop: &CancellationToken,
 ) {
+    let target = shared.name.as_str();
     let (due, cap) = match ctx.store.next_due(target).await {
         Ok(Some(due)) => (Some(due), MAX_IDLE),
         Ok(None) => (None, MAX_IDLE),
@@ -315,12 +378,45 @@ async fn idle(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        () = until_due => {}
-        () = tokio::time::sleep(cap) => {}
-        () = wake.notified() => {}
-        Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
-        () = stop.cancelled() => {}
+    tokio::pin!(until_due);
+    let cap = tokio::time::sleep(cap);
+    tokio::pin!(cap);
+    let lease = lease_ms(ctx, target);
+    if let Some(lane) = hand_off.as_deref_mut() {
+        lane.offer_free(&shared.permits, lease);
+    }
+    let handing = hand_off.is_some();
+    loop {
+        tokio::select! {
+            () = &mut until_due => break,
+            () = &mut cap => break,
+            () = wake.notified() => break,
+            () = shared.retuned.notified(), if handing => break,
+            (claim, permit) = next_handed(&mut hand_off) => {
+                if !start_handed(ctx, shared, attempts, claim, permit, false).await {
+                    break;
+                }
+            }
+            Some(ended) = attempts.next_ended() => {
+                attempts.ended(ended).await;
+                match hand_off.as_deref_mut() {
+                    Some(lane) => lane.offer_free(&shared.permits, lease),
+                    None => break,
+                }
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+    if let Some(lane) = hand_off {
+        lane.withdraw();
+    }
+}
+
+/// The lane's next handed-off claim; pending forever without a lane.
+async fn next_handed(lane: &mut Option<&mut HandOffLane>) -> (Claim, Option<OwnedSemaphorePermit>) {
+    match lane {
+        Some(lane) => lane.next().await,
+        None => std::future::pending().await,
     }
 }
 

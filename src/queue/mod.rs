@@ -19,6 +19,7 @@
 
 #[doc(hidden)]
 pub mod conformance;
+pub mod hand_off;
 mod record;
 pub mod redis;
 mod signal;
@@ -27,6 +28,7 @@ pub mod sqlite;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use hand_off::{HandOffInbox, HandOffs};
 pub use record::*;
 pub use signal::WorkSignal;
 
@@ -114,6 +116,15 @@ pub trait DeliveryQueue: Send + Sync + 'static {
     /// engine waits instead of polling. A backend shared by several processes
     /// feeds it from the wake-ups the others publish.
     fn work_signal(&self) -> &WorkSignal;
+
+    /// An inbox through which `target`'s worker takes fresh deliveries
+    /// leased in the enqueue's own transaction (see [`hand_off`]), when this
+    /// backend hands off; `None` (the default) when every delivery is
+    /// claimed. A new inbox replaces the target's previous one.
+    fn hand_off(&self, target: &str) -> Option<HandOffInbox> {
+        let _ = target;
+        None
+    }
 }
 
 /// Records and bulk work: the admin API, retention, the removed-target sweep

@@ -131,7 +131,8 @@ routes:
     eprintln!("peak RSS with the backlog waiting: {} MiB", rss / 1024);
     assert!(rss < 150 * 1024, "peak RSS {} MiB", rss / 1024);
 
-    // The dead target returns: the backlog drains.
+    // The dead target returns on its port: the backlog drains.
+    drop(refused);
     let revived = Sink::start_on(([127, 0, 0, 1], dead_port).into()).await;
     eventually(Duration::from_secs(30), "the backlog draining", || async {
         revived.count() >= 2_000

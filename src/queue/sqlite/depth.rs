@@ -111,6 +111,11 @@ impl Depth {
         }
     }
 
+    /// The count of one target and state.
+    pub(super) fn get(&self, target: &str, state: DeliveryState) -> u64 {
+        self.counts.get(target).map_or(0, |c| c[slot(state)])
+    }
+
     /// Publish every gauge (at open).
     pub(super) fn publish(&self) {
         for (target, counts) in &self.counts {

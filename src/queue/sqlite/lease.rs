@@ -35,15 +35,34 @@ pub(super) const NEXT_DUE: &str = "
                         ORDER BY lease_until LIMIT 1))";
 
 /// Leases of one target that expired: their holder died (or an attempt
-/// outlived its lease). The row goes back to where it was before the claim,
-/// keeping its due time and so its place in the claim order; the attempt
-/// that was cut off is not counted.
-pub(super) const RECLAIM_EXPIRED: &str = "
+/// outlived its lease). Found through the in-flight rows' index, then each
+/// goes back to where it was before the claim (`UNLEASE`).
+pub(super) const EXPIRED_LEASES: &str = "
+    SELECT seq, attempt_count FROM deliveries
+     WHERE target = ?1 AND state = 'in_flight' AND lease_until <= ?2";
+
+/// A leased row back to waiting, keeping its due time and so its place in
+/// the claim order; the attempt that was cut off is not counted.
+///
+/// The hot-path statements read with a SELECT and then write by `seq`
+/// rather than `UPDATE .. RETURNING`: SQLite collects RETURNING rows in an
+/// ephemeral table, whose page cache was allocated, faulted in and given
+/// back to the kernel on every statement (about a fifth of the writer's
+/// time under load; docs/performance.md).
+const UNLEASE: &str = "
     UPDATE deliveries
        SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
            lease_token = NULL, lease_until = NULL
-     WHERE target = ?1 AND state = 'in_flight' AND lease_until <= ?2
- RETURNING state";
+     WHERE seq = ?1";
+
+/// The state a leased row goes back to.
+fn unleased(attempt_count: i64) -> DeliveryState {
+    if attempt_count == 0 {
+        DeliveryState::Pending
+    } else {
+        DeliveryState::Retrying
+    }
+}
 
 fn ms(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -111,26 +130,45 @@ fn reclaim_expired(
     now_ms: i64,
     moves: &mut Moves,
 ) -> rusqlite::Result<()> {
-    let mut reclaim = conn.prepare_cached(RECLAIM_EXPIRED)?;
-    let mut rows = reclaim.query(params![target, now_ms])?;
-    let mut n = 0u64;
-    while let Some(row) = rows.next()? {
-        let state: String = row.get(0)?;
+    let expired: Vec<(i64, i64)> = conn
+        .prepare_cached(EXPIRED_LEASES)?
+        .query_map(params![target, now_ms], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if expired.is_empty() {
+        return Ok(());
+    }
+    let mut unlease = conn.prepare_cached(UNLEASE)?;
+    for (seq, attempt_count) in &expired {
+        unlease.execute([seq])?;
         moves.record(
             target,
             Some(DeliveryState::InFlight),
-            Some(parsed(0, &state)?),
-        );
-        n += 1;
-    }
-    if n > 0 {
-        tracing::warn!(
-            %target,
-            reclaimed = n,
-            "deliveries whose lease expired are claimed again (their attempt is not counted)"
+            Some(unleased(*attempt_count)),
         );
     }
+    tracing::warn!(
+        %target,
+        reclaimed = expired.len(),
+        "deliveries whose lease expired are claimed again (their attempt is not counted)"
+    );
     Ok(())
+}
+
+/// The row of a delivery leased under `lease`: its `seq`, attempt count,
+/// target and body length; `None` when the lease is no longer current.
+fn leased_row(
+    conn: &Connection,
+    id: DeliveryId,
+    lease: LeaseToken,
+) -> rusqlite::Result<Option<(i64, u32, String, i64)>> {
+    conn.prepare_cached(
+        "SELECT seq, attempt_count, target, body_len FROM deliveries
+          WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2",
+    )?
+    .query_row(params![id_text(id), id_text(lease.0)], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+    })
+    .optional()
 }
 
 /// What a completion changed besides the row.
@@ -165,33 +203,27 @@ pub(super) fn complete(
             .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
     };
     let finished_at = a.at_ms.saturating_add(ms(a.duration_ms));
-    let updated: Option<(u32, String, i64)> = conn
-        .prepare_cached(
-            "UPDATE deliveries
-                SET attempt_count = attempt_count + 1,
-                    budget_attempts = budget_attempts + 1,
-                    state = ?3, dead_reason = ?4, next_attempt_at = ?5,
-                    last_error = CASE WHEN ?3 = 'delivered' THEN last_error ELSE ?6 END,
-                    updated_at = ?7, lease_token = NULL, lease_until = NULL
-              WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
-          RETURNING attempt_count, target, body_len",
-        )?
-        .query_row(
-            params![
-                id_text(c.delivery_id),
-                id_text(c.lease.0),
-                state.as_str(),
-                dead_reason,
-                next_at,
-                last_error,
-                finished_at
-            ],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    let Some((n, target, body_len)) = updated else {
+    let Some((seq, before, target, body_len)) = leased_row(conn, c.delivery_id, c.lease)? else {
         return Ok((Completed::StaleLease, CompletionEffects::default()));
     };
+    conn.prepare_cached(
+        "UPDATE deliveries
+            SET attempt_count = attempt_count + 1,
+                budget_attempts = budget_attempts + 1,
+                state = ?2, dead_reason = ?3, next_attempt_at = ?4,
+                last_error = CASE WHEN ?2 = 'delivered' THEN last_error ELSE ?5 END,
+                updated_at = ?6, lease_token = NULL, lease_until = NULL
+          WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq,
+        state.as_str(),
+        dead_reason,
+        next_at,
+        last_error,
+        finished_at
+    ])?;
+    let n = before + 1;
     moves.record(&target, Some(DeliveryState::InFlight), Some(state));
     conn.prepare_cached(
         "INSERT INTO attempts
@@ -226,25 +258,14 @@ pub(super) fn release(
     lease: LeaseToken,
     moves: &mut Moves,
 ) -> rusqlite::Result<Option<String>> {
-    let released: Option<(String, String)> = conn
-        .prepare_cached(
-            "UPDATE deliveries
-            SET state = CASE WHEN attempt_count = 0 THEN 'pending' ELSE 'retrying' END,
-                lease_token = NULL, lease_until = NULL
-          WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2
-      RETURNING target, state",
-        )?
-        .query_row(params![id_text(id), id_text(lease.0)], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .optional()?;
-    let Some((target, state)) = released else {
+    let Some((seq, attempt_count, target, _)) = leased_row(conn, id, lease)? else {
         return Ok(None);
     };
+    conn.prepare_cached(UNLEASE)?.execute([seq])?;
     moves.record(
         &target,
         Some(DeliveryState::InFlight),
-        Some(parsed(1, &state)?),
+        Some(unleased(i64::from(attempt_count))),
     );
     Ok(Some(target))
 }

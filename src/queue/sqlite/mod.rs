@@ -17,6 +17,8 @@ mod admin_ops;
 mod command;
 mod counters;
 mod depth;
+#[cfg(test)]
+mod hand_off_tests;
 mod lease;
 mod ops;
 mod reader;
@@ -39,14 +41,16 @@ use self::reader::ReadOp;
 use self::writer::{Op, Reply};
 use crate::queue::{
     BULK_BATCH, Backlog, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
-    DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecords, Enqueued, LeaseToken, NewEvent,
-    ReplayResult, StoreError, StoreFuture, WorkSignal,
+    DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecords, Enqueued, HandOffInbox, HandOffs,
+    LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture, WorkSignal,
 };
 
 /// What the handle and the writer thread share.
 #[derive(Default)]
 struct Shared {
     signal: WorkSignal,
+    /// The workers' offers to take fresh deliveries without a claim.
+    hand_offs: HandOffs,
     stats: Counters,
     backlog: BacklogCounters,
     /// Only the writer thread touches it (tests read it back); the lock is
@@ -55,6 +59,14 @@ struct Shared {
 }
 
 impl Shared {
+    /// How many deliveries of `target` were in `state` at the last commit.
+    fn depth_of(&self, target: &str, state: crate::queue::DeliveryState) -> u64 {
+        self.depth
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(target, state)
+    }
+
     /// Apply the moves of committed commands to the depth counts (and gauges).
     fn depth_apply<'a>(&self, moves: impl Iterator<Item = &'a depth::Moves>) {
         // A poisoned lock means a panic while counting: counts are advisory,
@@ -312,6 +324,10 @@ impl DeliveryQueue for SqliteStore {
 
     fn work_signal(&self) -> &WorkSignal {
         &self.shared.signal
+    }
+
+    fn hand_off(&self, target: &str) -> Option<HandOffInbox> {
+        Some(self.shared.hand_offs.open(target))
     }
 }
 

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::depth::Moves;
 use crate::queue::{
     AttemptRecord, DeadReason, DeliveryDetail, DeliveryId, DeliveryRecord, DeliveryState, Enqueued,
-    NewEvent, RECORD_FORMAT,
+    LeaseToken, NewEvent, RECORD_FORMAT,
 };
 
 pub(super) fn id_text(id: Uuid) -> String {
@@ -33,8 +33,13 @@ pub(super) fn parsed<T: std::str::FromStr<Err = String>>(
     })
 }
 
+/// A lease a delivery is stored under at once (handed off, see
+/// `queue::hand_off`): its token and when it expires.
+pub(super) type Lease = (LeaseToken, i64);
+
 /// Insert the event and its deliveries, unless a fresh dedupe key says it was
-/// accepted before. A repeated event id or a target listed twice violates a
+/// accepted before. The delivery at index `i` is stored `in_flight` under
+/// `leases[i]` when there is one (a hand-off), else `pending`. A repeated event id or a target listed twice violates a
 /// UNIQUE constraint; the caller's savepoint undoes the rest.
 ///
 /// `full` says the backlog is at its limit: checked after the dedupe key, so a
@@ -44,6 +49,7 @@ pub(super) fn enqueue(
     conn: &Connection,
     ev: &NewEvent,
     full: bool,
+    leases: &[Option<Lease>],
     moves: &mut Moves,
 ) -> rusqlite::Result<Enqueued> {
     let event_id = id_text(ev.id);
@@ -86,14 +92,21 @@ pub(super) fn enqueue(
         &ev.body[..],
         RECORD_FORMAT
     ])?;
+    // A handed-off delivery keeps its due time: released, it takes its place
+    // in the claim order like any other.
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries
              (id, event_id, target, route, state, next_attempt_at, created_at, updated_at, format,
-              body_len)
-         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5, ?5, ?6, ?7)",
+              body_len, lease_token, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?8, ?5, ?5, ?5, ?6, ?7, ?9, ?10)",
     )?;
     let body_len = i64::try_from(ev.body.len()).unwrap_or(i64::MAX);
-    for d in &ev.deliveries {
+    for (i, d) in ev.deliveries.iter().enumerate() {
+        let lease = leases.get(i).copied().flatten();
+        let state = match lease {
+            Some(_) => DeliveryState::InFlight,
+            None => DeliveryState::Pending,
+        };
         insert.execute(params![
             id_text(d.id),
             event_id,
@@ -101,9 +114,12 @@ pub(super) fn enqueue(
             d.route,
             ev.received_at_ms,
             RECORD_FORMAT,
-            body_len
+            body_len,
+            state.as_str(),
+            lease.map(|(token, _)| id_text(token.0)),
+            lease.map(|(_, until)| until),
         ])?;
-        moves.record(&d.target, None, Some(DeliveryState::Pending));
+        moves.record(&d.target, None, Some(state));
     }
     Ok(Enqueued::Stored)
 }

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::schema::open_connection;
-use super::writer::{Op, apply, release_orphans, run_batch};
+use super::writer::{BatchState, Op, apply, run_batch};
 use super::{Shared, lease};
 use crate::queue::NewEvent;
 
@@ -31,7 +31,7 @@ fn claim_and_next_due_use_the_due_index_without_sorting() {
     // Expired leases: only the in-flight rows' index.
     let reclaim: &[&dyn rusqlite::ToSql] = &[&"t", &0];
     for (sql, params) in [
-        (lease::RECLAIM_EXPIRED, reclaim),
+        (lease::EXPIRED_LEASES, reclaim),
         (lease::NEXT_DUE, next_due),
     ] {
         let p = plan(&conn, sql, params);
@@ -149,7 +149,8 @@ fn a_failing_command_fails_only_its_caller() {
     assert_eq!(stored, 2);
 }
 
-/// A claim whose caller is gone by the time it is answered is handed back.
+/// A claim whose caller is gone by the time it is answered is handed back
+/// in the same batch.
 #[test]
 fn an_abandoned_claim_is_released() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,8 +159,8 @@ fn an_abandoned_claim_is_released() {
     let (tx, _rx) = oneshot::channel();
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
     // The caller drops its future after the claim has leased rows but before
-    // the commit's answer reaches it.
-    let (tx, rx) = oneshot::channel();
+    // the answer reaches it.
+    let (tx, mut rx) = oneshot::channel();
     let claim = Op::Claim {
         target: "a".into(),
         now_ms: 10,
@@ -167,17 +168,12 @@ fn an_abandoned_claim_is_released() {
         lease_ms: 60_000,
         reply: tx,
     };
-    let ran = {
-        let tx = conn.transaction().unwrap();
-        let r = apply(&tx, claim, &shared);
-        tx.commit().unwrap();
-        r
-    };
-    drop(rx);
-    let mut orphans = (ran.answer)(None);
-    assert_eq!(orphans.len(), 1);
-    release_orphans(&mut conn, &mut orphans, &shared);
-    assert!(orphans.is_empty());
+    rx.close();
+    let tx = conn.transaction().unwrap();
+    // Closed before the claim ran: nothing is leased at all.
+    let r = apply(&tx, claim, &shared, &mut BatchState::default());
+    assert!((r.answer)(None).is_empty());
+    tx.commit().unwrap();
     let state: String = conn
         .query_row("SELECT state FROM deliveries", [], |r| r.get(0))
         .unwrap();

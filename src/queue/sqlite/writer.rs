@@ -7,10 +7,12 @@
 //! then answers. A command that can fail on its own (an admin or bulk
 //! command) runs inside its own SAVEPOINT, so it fails only its caller; an
 //! enqueue is checked before it writes, and a hot-path command that fails
-//! while writing fails the batch (see [`Op::needs_savepoint`]). Nobody hears "done" before the commit is on disk. Reads need no
+//! while writing fails the batch (see [`Op::needs_savepoint`]). Nobody hears "done" before the commit is on
+//! disk, with one exception that needs no durability: claims, which run first
+//! in the batch and are answered at once (see [`claim`]). Reads need no
 //! transaction; they run after the commit, so they only ever see durable data.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -19,7 +21,8 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use super::depth::Moves;
 use super::{Shared, admin_ops, db_err, lease, ops};
-use crate::queue::{DeliveryId, Enqueued, LeaseToken, StoreError};
+use crate::queue::hand_off::Ticket;
+use crate::queue::{Claim, DeliveryId, DeliveryState, Enqueued, LeaseToken, NewEvent, StoreError};
 
 /// The most commands in one transaction: bounds commit latency and memory.
 pub(super) const MAX_BATCH: usize = 4096;
@@ -46,6 +49,36 @@ pub(super) struct Ran {
     backlog: (i64, i64),
     /// Deliveries created, deleted or moved between states, applied on commit.
     moves: Moves,
+    /// Deliveries stored leased, for their workers once the batch is durable.
+    handed: Vec<(Ticket, Claim)>,
+}
+
+/// What the commands of one batch decided that later ones must respect.
+#[derive(Default)]
+pub(super) struct BatchState {
+    /// Targets that got a `pending` delivery in this batch: no later delivery
+    /// of theirs is handed off, or it would overtake that one.
+    pending: HashSet<String>,
+}
+
+impl BatchState {
+    /// A hand-off credit for a new delivery of `target`, when its worker
+    /// offered one and nothing of the target waits to be claimed (as of the
+    /// last commit, and in this batch). Without one, the target is marked:
+    /// its delivery will wait `pending`.
+    fn hand_off(&mut self, shared: &Shared, target: &str) -> Option<Ticket> {
+        let ticket = if self.pending.contains(target)
+            || shared.depth_of(target, DeliveryState::Pending) > 0
+        {
+            None
+        } else {
+            shared.hand_offs.take(target)
+        };
+        if ticket.is_none() {
+            self.pending.insert(target.to_owned());
+        }
+        ticket
+    }
 }
 
 impl Ran {
@@ -59,6 +92,7 @@ impl Ran {
             claimed: None,
             backlog: (0, 0),
             moves: Moves::default(),
+            handed: Vec::new(),
         }
     }
 }
@@ -82,66 +116,31 @@ fn sql<T>(r: rusqlite::Result<T>) -> Result<T, StoreError> {
 
 /// Run one write command on `conn` (a savepoint inside the batch). Its moves
 /// count only if it succeeded: a failed command's savepoint is rolled back.
-pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared) -> Ran {
+pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared, batch: &mut BatchState) -> Ran {
     let mut moves = Moves::default();
-    let mut r = run_op(conn, op, shared, &mut moves);
+    let mut r = run_op(conn, op, shared, batch, &mut moves);
     if r.ok {
         r.moves = moves;
     }
     r
 }
 
-fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran {
+fn run_op(
+    conn: &Connection,
+    op: Op,
+    shared: &Shared,
+    batch: &mut BatchState,
+    moves: &mut Moves,
+) -> Ran {
     match op {
-        Op::Enqueue(ev, reply) => {
-            // The counters as of the last commit: a batch can overshoot a
-            // limit by at most its own size.
-            let backlog = shared.backlog.get();
-            let full = ev
-                .limits
-                .is_some_and(|l| backlog.deliveries >= l.deliveries || backlog.bytes >= l.bytes);
-            let result = sql(ops::enqueue(conn, &ev, full, moves));
-            let stored = matches!(result, Ok(Enqueued::Stored));
-            let mut r = ran(reply, result);
-            if stored {
-                let n = ev.deliveries.len() as i64;
-                r.events = 1;
-                r.backlog = (n, n.saturating_mul(ev.body.len() as i64));
-                r.wake = ev.deliveries.into_iter().map(|d| d.target).collect();
-            }
-            r
-        }
+        Op::Enqueue(ev, reply) => enqueue(conn, ev, reply, shared, batch, moves),
         Op::Claim {
             target,
             now_ms,
             limit,
             lease_ms,
             reply,
-        } => {
-            // The caller gave up (its future was dropped) before we got here:
-            // leasing rows for nobody would strand them until the next restart.
-            if reply.is_closed() {
-                return ran(reply, Ok(Vec::new()));
-            }
-            let result = sql(lease::claim(conn, &target, now_ms, limit, lease_ms, moves));
-            let ok = result.is_ok();
-            let claimed = result.as_ref().map_or(0, |c| c.len() as u64);
-            let answer = Box::new(move |batch_failure: Option<&str>| {
-                let result = match (batch_failure, result) {
-                    (Some(msg), Ok(_)) => unavailable(msg),
-                    (_, r) => r,
-                };
-                match reply.send(result) {
-                    // It gave up after we leased: hand the leases back.
-                    Err(Ok(claims)) => claims.iter().map(|c| (c.delivery_id, c.lease)).collect(),
-                    _ => Vec::new(),
-                }
-            });
-            Ran {
-                claimed: Some(claimed),
-                ..Ran::new(answer, ok)
-            }
-        }
+        } => claim(conn, &target, now_ms, limit, lease_ms, reply, moves),
         Op::Complete(c, reply) => match sql(lease::complete(conn, &c, moves)) {
             Ok((done, effects)) => Ran {
                 wake: effects.wake.into_iter().collect(),
@@ -233,6 +232,116 @@ fn run_op(conn: &Connection, op: Op, shared: &Shared, moves: &mut Moves) -> Ran 
     }
 }
 
+/// Lease due deliveries and answer at once, before the batch commits.
+///
+/// A claim needs no durability of its own: if the batch fails, or the
+/// process dies before the commit, the rows are as they were (waiting) and
+/// are claimed again, and the attempt's completion, presenting a lease the
+/// file never held, is ignored: at worst one more attempt, which
+/// at-least-once allows. What this buys is the commit's fsync: a worker
+/// waiting for it between claims spent a commit cycle per claim, which
+/// capped delivery below what the core could do (docs/performance.md).
+/// Claims run first in their batch (see `commit_writes`), so they only ever
+/// see committed rows: an event whose batch fails is never attempted.
+#[allow(clippy::too_many_arguments)]
+fn claim(
+    conn: &Connection,
+    target: &str,
+    now_ms: i64,
+    limit: usize,
+    lease_ms: i64,
+    reply: Reply<Vec<Claim>>,
+    moves: &mut Moves,
+) -> Ran {
+    // The caller gave up (its future was dropped) before we got here:
+    // leasing rows for nobody would strand them until they expire.
+    if reply.is_closed() {
+        return ran(reply, Ok(Vec::new()));
+    }
+    let claims = match sql(lease::claim(conn, target, now_ms, limit, lease_ms, moves)) {
+        Ok(claims) => claims,
+        Err(e) => return ran(reply, Err(e)),
+    };
+    let claimed = claims.len() as u64;
+    let mut ok = true;
+    if let Err(Ok(claims)) = reply.send(Ok(claims)) {
+        // It gave up after we leased: hand the leases back, in this batch.
+        for c in &claims {
+            if lease::release(conn, c.delivery_id, c.lease, moves).is_err() {
+                ok = false;
+            }
+        }
+    }
+    Ran {
+        claimed: Some(claimed),
+        ..Ran::new(Box::new(|_| Vec::new()), ok)
+    }
+}
+
+/// Store one event; deliveries whose worker offered a credit are stored
+/// leased and handed off after the commit, the others wait `pending` (and
+/// their workers are woken).
+fn enqueue(
+    conn: &Connection,
+    ev: NewEvent,
+    reply: Reply<Enqueued>,
+    shared: &Shared,
+    batch: &mut BatchState,
+    moves: &mut Moves,
+) -> Ran {
+    // The counters as of the last commit: a batch can overshoot a limit by at
+    // most its own size.
+    let backlog = shared.backlog.get();
+    let full = ev
+        .limits
+        .is_some_and(|l| backlog.deliveries >= l.deliveries || backlog.bytes >= l.bytes);
+    let tickets: Vec<Option<Ticket>> = ev
+        .deliveries
+        .iter()
+        .map(|d| batch.hand_off(shared, &d.target))
+        .collect();
+    let leases: Vec<Option<ops::Lease>> = tickets
+        .iter()
+        .map(|t| {
+            t.as_ref().map(|t| {
+                let until = ev.received_at_ms.saturating_add(t.lease_ms());
+                (LeaseToken::new(), until)
+            })
+        })
+        .collect();
+    let result = sql(ops::enqueue(conn, &ev, full, &leases, moves));
+    let stored = matches!(result, Ok(Enqueued::Stored));
+    let mut r = ran(reply, result);
+    if !stored {
+        tickets.into_iter().flatten().for_each(Ticket::cancel);
+        return r;
+    }
+    let n = ev.deliveries.len() as i64;
+    r.events = 1;
+    r.backlog = (n, n.saturating_mul(ev.body.len() as i64));
+    for ((d, ticket), lease) in ev.deliveries.into_iter().zip(tickets).zip(leases) {
+        match (ticket, lease) {
+            (Some(ticket), Some((token, _))) => {
+                let claim = Claim {
+                    delivery_id: d.id,
+                    event_id: ev.id,
+                    target: d.target,
+                    route: d.route,
+                    source: ev.source.clone(),
+                    received_at_ms: ev.received_at_ms,
+                    attempts_made: 0,
+                    attempts_in_budget: 0,
+                    body: ev.body.clone(),
+                    lease: token,
+                };
+                r.handed.push((ticket, claim));
+            }
+            _ => r.wake.push(d.target),
+        }
+    }
+    r
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -308,6 +417,12 @@ pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>, shared: &Shared) 
 
 fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec<Lease> {
     let commands = writes.len() as u64;
+    // Claims first: they are answered before the commit (see `claim`), so
+    // they must not see what this batch writes.
+    let (mut writes, rest): (Vec<Op>, Vec<Op>) = writes
+        .into_iter()
+        .partition(|op| matches!(op, Op::Claim { .. }));
+    writes.extend(rest);
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
@@ -319,6 +434,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         }
     };
     let mut done: Vec<Ran> = Vec::with_capacity(writes.len());
+    let mut batch = BatchState::default();
     let mut aborted: Option<String> = None;
     for op in writes {
         if let Some(msg) = &aborted {
@@ -330,7 +446,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
             continue;
         }
         if !op.needs_savepoint() {
-            let r = apply(&tx, op, shared);
+            let r = apply(&tx, op, shared, &mut batch);
             if !r.ok {
                 // Part of it may be written: the batch cannot commit.
                 aborted = Some("a command of the batch failed while writing".to_owned());
@@ -340,7 +456,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         }
         let mut r = match tx.savepoint() {
             Ok(sp) => {
-                let r = apply(&sp, op, shared);
+                let r = apply(&sp, op, shared, &mut batch);
                 // Release the savepoint, keeping its work only if the command
                 // succeeded (dropping it rolls back, then releases).
                 let released = if r.ok { sp.commit() } else { sp.finish() };
@@ -376,6 +492,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         tracing::warn!(error = %msg, commands, "sqlite queue: batch commit failed");
         stats.record_failure();
         for r in done {
+            r.handed.into_iter().for_each(|(ticket, _)| ticket.cancel());
             orphans.extend((r.answer)(Some(msg)));
         }
         return orphans;
@@ -404,6 +521,18 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     for target in &wake {
         shared.signal.notify(target);
     }
+    let mut handed = 0;
+    for r in &mut done {
+        for (ticket, claim) in std::mem::take(&mut r.handed) {
+            handed += 1;
+            // The worker is gone: release the lease now rather than let it
+            // wait for its expiry.
+            if let Err(claim) = ticket.deliver(claim) {
+                orphans.push((claim.delivery_id, claim.lease));
+            }
+        }
+    }
+    crate::metrics::queue_handed_off(handed);
     for r in done {
         orphans.extend((r.answer)(None));
     }
