@@ -361,6 +361,12 @@ async fn idle(
     stop: &CancellationToken,
 ) {
     let target = shared.name.as_str();
+    // Offer first: the answer below waits for the writer's current batch,
+    // and deliveries of that batch may already be handed over.
+    let lease = lease_ms(ctx, target);
+    if let Some(lane) = hand_off.as_deref_mut() {
+        lane.offer_free(&shared.permits, lease);
+    }
     let (due, cap) = match ctx.store.next_due(target).await {
         Ok(Some(due)) => (Some(due), MAX_IDLE),
         Ok(None) => (None, MAX_IDLE),
@@ -370,6 +376,9 @@ async fn idle(
         }
     };
     if due.is_some_and(|d| d <= ctx.clock.now_ms()) {
+        if let Some(lane) = hand_off {
+            lane.withdraw();
+        }
         return;
     }
     let until_due = async {
@@ -381,10 +390,6 @@ async fn idle(
     tokio::pin!(until_due);
     let cap = tokio::time::sleep(cap);
     tokio::pin!(cap);
-    let lease = lease_ms(ctx, target);
-    if let Some(lane) = hand_off.as_deref_mut() {
-        lane.offer_free(&shared.permits, lease);
-    }
     let handing = hand_off.is_some();
     loop {
         tokio::select! {

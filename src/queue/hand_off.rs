@@ -22,6 +22,10 @@
 //! an older one that waits for a claim (DESIGN.md section 6: first attempts
 //! leave in acceptance order).
 //!
+//! So the hand-off serves a target that keeps up (every delivery of a quiet
+//! or moderately busy target goes out without a claim); once deliveries wait,
+//! the worker claims them in batches until nothing waits, then offers again.
+//!
 //! A backend that cannot do this (Redis: deliveries are shared by replicas)
 //! offers no inbox, and its workers claim everything.
 

@@ -65,6 +65,24 @@ impl Moves {
     }
 }
 
+impl Moves {
+    /// Call `f(target, change)` for each move into or out of `pending`.
+    pub(super) fn each_pending_change(&self, mut f: impl FnMut(&str, i64)) {
+        for m in &self.0 {
+            let n = i64::try_from(m.n).unwrap_or(i64::MAX);
+            let change = match (m.from, m.to) {
+                (Some(DeliveryState::Pending), Some(DeliveryState::Pending)) => 0,
+                (Some(DeliveryState::Pending), _) => -n,
+                (_, Some(DeliveryState::Pending)) => n,
+                _ => 0,
+            };
+            if change != 0 {
+                f(&m.target, change);
+            }
+        }
+    }
+}
+
 /// The counts, per target, in the order of [`STATES`].
 #[derive(Debug, Default)]
 pub(super) struct Depth {

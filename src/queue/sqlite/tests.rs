@@ -360,3 +360,37 @@ async fn depth_counts_follow_every_write_and_match_the_rows() {
     let store = super::SqliteStore::open(&path).unwrap();
     assert!(store.shared.depth.lock().unwrap().nonzero().is_empty());
 }
+
+/// A claim earlier in a batch takes the waiting deliveries, so an enqueue
+/// later in the same batch may be handed off: nothing waits before it.
+#[test]
+fn a_claim_in_the_batch_clears_the_way_for_a_hand_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let shared = Shared::default();
+    let waiting = ev(&["a"]);
+    let waiting_id = waiting.deliveries[0].id;
+    let (tx, _rx) = oneshot::channel();
+    assert!(run_batch(&mut conn, vec![Op::Enqueue(waiting, tx)], &shared).is_empty());
+    let mut inbox = shared.hand_offs.open("a");
+    inbox.offer(1, 60_000);
+    let fresh = ev(&["a"]);
+    let fresh_id = fresh.deliveries[0].id;
+    let (etx, _erx) = oneshot::channel();
+    let (ctx, mut crx) = oneshot::channel();
+    let claim = Op::Claim {
+        target: "a".into(),
+        now_ms: 10,
+        limit: 10,
+        lease_ms: 60_000,
+        reply: ctx,
+    };
+    // Sent in the other order: the writer runs claims first.
+    assert!(run_batch(&mut conn, vec![Op::Enqueue(fresh, etx), claim], &shared).is_empty());
+    let claimed = crx.try_recv().unwrap().unwrap();
+    assert_eq!(
+        claimed.iter().map(|c| c.delivery_id).collect::<Vec<_>>(),
+        [waiting_id]
+    );
+    assert_eq!(inbox.try_recv().map(|c| c.delivery_id), Some(fresh_id));
+}

@@ -12,7 +12,7 @@
 //! in the batch and are answered at once (see [`claim`]). Reads need no
 //! transaction; they run after the commit, so they only ever see durable data.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
@@ -53,31 +53,38 @@ pub(super) struct Ran {
     handed: Vec<(Ticket, Claim)>,
 }
 
-/// What the commands of one batch decided that later ones must respect.
+/// What the commands of one batch did that later ones must respect.
 #[derive(Default)]
 pub(super) struct BatchState {
-    /// Targets that got a `pending` delivery in this batch: no later delivery
-    /// of theirs is handed off, or it would overtake that one.
-    pending: HashSet<String>,
+    /// Per target, how the number of `pending` deliveries changed in this
+    /// batch so far (claims drain them, enqueues add them); the depth counts
+    /// change only at the commit.
+    pending: HashMap<String, i64>,
 }
 
 impl BatchState {
     /// A hand-off credit for a new delivery of `target`, when its worker
-    /// offered one and nothing of the target waits to be claimed (as of the
-    /// last commit, and in this batch). Without one, the target is marked:
-    /// its delivery will wait `pending`.
-    fn hand_off(&mut self, shared: &Shared, target: &str) -> Option<Ticket> {
-        let ticket = if self.pending.contains(target)
-            || shared.depth_of(target, DeliveryState::Pending) > 0
-        {
-            None
-        } else {
-            shared.hand_offs.take(target)
-        };
-        if ticket.is_none() {
-            self.pending.insert(target.to_owned());
+    /// offered one and nothing of the target is `pending` (as of the last
+    /// commit, with this batch's own changes): a handed-off delivery must
+    /// not overtake one that waits for a claim.
+    fn hand_off(&self, shared: &Shared, target: &str) -> Option<Ticket> {
+        let committed =
+            i64::try_from(shared.depth_of(target, DeliveryState::Pending)).unwrap_or(i64::MAX);
+        let now = committed.saturating_add(self.pending.get(target).copied().unwrap_or(0));
+        if now > 0 {
+            return None;
         }
-        ticket
+        shared.hand_offs.take(target)
+    }
+
+    /// Take in a command's moves.
+    fn note(&mut self, moves: &Moves) {
+        moves.each_pending_change(|target, change| match self.pending.get_mut(target) {
+            Some(n) => *n += change,
+            None => {
+                self.pending.insert(target.to_owned(), change);
+            }
+        });
     }
 }
 
@@ -120,6 +127,7 @@ pub(super) fn apply(conn: &Connection, op: Op, shared: &Shared, batch: &mut Batc
     let mut moves = Moves::default();
     let mut r = run_op(conn, op, shared, batch, &mut moves);
     if r.ok {
+        batch.note(&moves);
         r.moves = moves;
     }
     r
