@@ -112,6 +112,11 @@ impl Depth {
     pub(super) fn apply(&mut self, moves: &Moves) {
         for m in &moves.0 {
             if !self.counts.contains_key(&m.target) {
+                // A new target gets every state's series, at 0 until moved
+                // (a handed-off delivery never passes through `pending`).
+                for state in STATES {
+                    crate::metrics::queue_depth(&m.target, state.as_str(), 0);
+                }
                 self.counts.insert(m.target.clone(), [0; 5]);
             }
             let Some(counts) = self.counts.get_mut(&m.target) else {

@@ -14,13 +14,17 @@ use crate::queue::{
 /// Due deliveries of one target, oldest due first, then in acceptance order.
 /// The `state IN (..)` term is written exactly as in the partial index
 /// `deliveries_due`, which is what lets SQLite use it (see schema.rs).
+/// `LIMIT ?3 + 0`, not `LIMIT ?3`: SQLite's planner reads a bare bound LIMIT
+/// and then re-prepares the statement whenever its value changes, which a
+/// claim's limit (the worker's free permits) does nearly every time (1.7% of
+/// the core under load, docs/performance.md).
 pub(super) const CLAIM_SELECT: &str = "
     SELECT d.seq, d.id, d.event_id, d.route, d.attempt_count, d.budget_attempts,
            e.source, e.received_at, e.body, d.state
       FROM deliveries d JOIN events e ON e.id = d.event_id
      WHERE d.target = ?1 AND d.state IN ('pending', 'retrying') AND d.next_attempt_at <= ?2
      ORDER BY d.next_attempt_at, d.seq
-     LIMIT ?3";
+     LIMIT ?3 + 0";
 
 /// The earliest due time, or lease expiry, of one target: each side reads
 /// one entry of its partial index.

@@ -394,3 +394,20 @@ fn a_claim_in_the_batch_clears_the_way_for_a_hand_off() {
     );
     assert_eq!(inbox.try_recv().map(|c| c.delivery_id), Some(fresh_id));
 }
+
+/// A claim's limit changes from one claim to the next; the claim statement
+/// must not be re-prepared for it (a bare `LIMIT ?` is).
+#[test]
+fn the_claim_is_not_prepared_again_for_each_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let mut select = conn.prepare_cached(lease::CLAIM_SELECT).unwrap();
+    for limit in 1..6i64 {
+        let mut rows = select
+            .query(rusqlite::params!["t", 10 + limit, limit])
+            .unwrap();
+        while rows.next().unwrap().is_some() {}
+    }
+    let reprepared = select.get_status(rusqlite::StatementStatus::RePrepare);
+    assert_eq!(reprepared, 0);
+}
