@@ -11,7 +11,8 @@
 # it as an already-running gateway. Delivered/s is the sink's count
 # (`sink_fwd`) over the run. The harness does not know this gateway's PID,
 # so its row shows no `srv_cpu_pct` and counts hookgate's CPU as
-# `other_pct` (and so measures it again, up to RETRIES times). Knobs: PAYLOADS=1k DURATION=10 SERVER_CPU=1
+# `other_pct` (and so measures it again, up to RETRIES times). The backlog
+# gauge and RSS are sampled every 2 s (printed at the end). Knobs: PAYLOADS=1k DURATION=10 SERVER_CPU=1
 # PEERS="nginx-proxy gateway" HOOKGATE=target/release/hookgate.
 set -euo pipefail
 
@@ -44,7 +45,15 @@ sleep 1
 rss() { awk -v k="$1:" '$1 == k { print int($2 / 1024) }' "/proc/$GW_PID/status"; }
 metric() { curl -s "$METRICS" | awk -v m="$1" '$1 == m { print $2; f = 1 } END { if (!f) print 0 }'; }
 idle_rss=$(rss VmRSS)
+# The backlog (deliveries not finished) every 2 s through the whole harness
+# run: it must stop growing once delivery has caught up with ingest.
+( while kill -0 "$GW_PID" 2>/dev/null; do
+    echo "$(date +%T) $(metric hookgate_queue_backlog_deliveries) $(rss VmRSS)"
+    sleep 2
+  done ) >"$RUN/backlog.txt" 2>/dev/null &
+SAMPLER=$!
 GATEWAY_URL=http://127.0.0.1:18100/hooks/in "$SHARED/run-peers.sh" | tee "$RUN/peers.txt"
+kill "$SAMPLER" 2>/dev/null || true
 
 commits=$(metric hookgate_queue_commits_total)
 events=$(metric hookgate_queue_events_committed_total)
@@ -57,3 +66,5 @@ echo "hookgate: idle RSS ${idle_rss} MiB, peak RSS $(rss VmHWM) MiB;" \
   "deliveries per claim $(awk -v d="$claimed" -v c="$claims" 'BEGIN { printf "%.1f", c ? d / c : 0 }');" \
   "handed off without a claim ${handed} (claimed ${claimed})" \
   "(whole harness run, warmup included); logs in $RUN"
+echo "backlog (deliveries not finished) and RSS (MiB) every 2 s:"
+awk '{ printf "  %s  backlog %s  rss %s\n", $1, $2, $3 }' "$RUN/backlog.txt"
