@@ -1,13 +1,17 @@
 //! The worker's side of the store's direct hand-off (`queue::hand_off`):
 //! while its target has nothing waiting, the worker sets its free permits
 //! aside and offers one credit per permit; each delivery the store hands off
-//! arrives already leased and starts at once on one of those permits, with
-//! no claim.
+//! arrives already leased and starts on one of those permits, with no claim.
+//! The lane belongs to the target's supervisor, so claims that have arrived
+//! survive a panicking worker and are given back when the target stops.
 //!
-//! Invariant: the permits set aside are the credits still offered plus the
-//! handed-off claims on their way (spent credits whose batch is committing).
-//! Withdrawing gives the unspent ones back to the target's semaphore; the
-//! rest wait for their claims (or for a failed batch to return the credit).
+//! Permits are set aside only while the worker idles with an offer out:
+//! withdrawing takes back the unspent credits and gives every set-aside
+//! permit back to the target's semaphore. A claim that arrives after that
+//! (its credit was spent by a batch still committing) is started like any
+//! claim, on a permit acquired then (see `worker::start_handed`). Nothing is
+//! held outside the idle wait, so a claim in transit can never keep the
+//! worker from a permit.
 
 use std::sync::Arc;
 
@@ -51,17 +55,17 @@ impl HandOffLane {
         inbox.offer(n, lease_ms);
     }
 
-    /// Take back the credits not spent yet, and their permits.
+    /// Take back the credits not spent yet, and give every set-aside permit
+    /// back.
     pub fn withdraw(&mut self) {
-        let Some(inbox) = &self.inbox else { return };
-        let unspent = inbox.withdraw();
-        if let Some(held) = &mut self.set_aside {
-            drop(held.split(unspent.min(held.num_permits())));
+        if let Some(inbox) = &self.inbox {
+            inbox.withdraw();
         }
+        self.set_aside = None;
     }
 
-    /// The next handed-off claim, with the permit set aside for it. Pending
-    /// forever without an inbox (a disabled `select!` branch).
+    /// The next handed-off claim, with a set-aside permit for it if the
+    /// worker is idling with an offer out. Pending forever without an inbox.
     pub async fn next(&mut self) -> (Claim, Option<OwnedSemaphorePermit>) {
         let claim = match &mut self.inbox {
             Some(inbox) => inbox.recv().await,

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::circuit_board::CircuitBoard;
 use super::gate::{Admission, Gate, Signal};
+use super::hand_off::HandOffLane;
 use super::limits::TargetLimits;
 use super::worker::{self, Attempts};
 use super::{WorkerContext, dead_letter_removed};
@@ -178,8 +179,10 @@ async fn supervise(
     let name = shared.name.clone();
     let mut limits = TargetLimits::following(&name, rate_limit, ctx.budgets.clone());
     let mut attempts = Attempts::new(ctx.clone(), shared.clone());
+    // Outlives a panicking worker: claims already handed over stay in it.
+    let mut lane = HandOffLane::new(ctx.store.hand_off(&name));
     loop {
-        let run = worker::run(&ctx, &shared, &mut limits, &mut attempts, &stop);
+        let run = worker::run(&ctx, &shared, &mut limits, &mut attempts, &mut lane, &stop);
         match AssertUnwindSafe(run).catch_unwind().await {
             Ok(()) => break,
             Err(panic) => {
@@ -197,6 +200,10 @@ async fn supervise(
                 }
             }
         }
+    }
+    // Handed over but not started: back to waiting, for the next start.
+    for claim in lane.close() {
+        worker::give_back(&ctx, claim).await;
     }
     attempts.drain().await;
     if ctx.live.load().config.target_by_name(&name).is_none() {

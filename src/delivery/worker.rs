@@ -35,7 +35,7 @@ use super::attempt;
 use super::gate::Admission;
 use super::hand_off::HandOffLane;
 use super::limits::{Cell, TargetLimits};
-use super::runtime::{TargetGate, TargetShared};
+use super::runtime::TargetShared;
 use crate::queue::{Claim, DeliveryId, LeaseToken};
 
 /// How long to back off after the store fails a claim.
@@ -48,15 +48,22 @@ const STORE_ERROR_BACKOFF: Duration = Duration::from_secs(1);
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// Longest sleep while idle; a safety net, not the wake-up mechanism.
 const MAX_IDLE: Duration = Duration::from_secs(60);
+/// How long a handed-off claim that arrived with no permit set aside may
+/// wait for one; well inside [`LEASE_MARGIN`], so its attempt still fits in
+/// its lease. Past it, the claim goes back to waiting.
+const HANDED_PERMIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Run the worker of one target until `stop` is cancelled. Attempts it
 /// spawns go into `attempts`, which the caller drains (see
-/// [`super::runtime`]); `limits` follows the target's rate limit.
+/// [`super::runtime`]); `limits` follows the target's rate limit; `lane`
+/// receives the deliveries the store hands off. The caller owns the last
+/// two, so that they outlive a panicking worker.
 pub async fn run(
     ctx: &Arc<WorkerContext>,
     shared: &Arc<TargetShared>,
     limits: &mut TargetLimits,
     attempts: &mut Attempts,
+    lane: &mut HandOffLane,
     stop: &CancellationToken,
 ) {
     let target = shared.name.as_str();
@@ -65,31 +72,39 @@ pub async fn run(
     if ctx.live.load().config.target_by_name(target).is_none() {
         return;
     }
-    let mut lane = HandOffLane::new(ctx.store.hand_off(target));
+    lane.withdraw(); // a restarted worker starts from no offer
     loop {
         #[cfg(test)]
         super::test_hooks::maybe_panic(super::test_hooks::Hook::Worker, target);
+        if stop.is_cancelled() {
+            break;
+        }
         attempts.reap().await;
         limits.refresh();
-        // Handed off while this worker was not idle (a failed batch gave a
-        // credit back): start them before claiming anything.
+        // Handed off after this worker left its idle wait (their batch was
+        // committing): older than anything a claim would find, so first.
         while let Some((claim, permit)) = lane.ready() {
             start_handed(ctx, shared, attempts, claim, permit, limits.is_limited()).await;
         }
         let permit = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            (claim, permit) = lane.next() => {
+                start_handed(ctx, shared, attempts, claim, permit, limits.is_limited()).await;
+                continue;
+            }
             p = shared.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             Some(ended) = attempts.next_ended() => {
                 attempts.ended(ended).await;
                 continue;
             }
-            () = stop.cancelled() => break,
         };
         // The breaker first (DESIGN.md section 2): while the circuit is open
         // or a `Retry-After` pause holds, nothing is claimed and no rate
         // budget is spent.
         let lease_ms = lease_ms(ctx, target);
         let mut admission = gate.admit(ctx.clock.now_ms(), lease_ms).await;
-        if wait_at_gate(admission, gate, ctx, attempts, stop).await {
+        if wait_at_gate(admission, ctx, shared, attempts, lane, stop).await {
             continue; // the permit is dropped: look again
         }
         if limits.is_limited() {
@@ -112,7 +127,7 @@ pub async fn run(
                 }
                 drop(permit);
                 limits.went_idle();
-                idle(ctx, shared, attempts, None, &wake, stop).await;
+                idle(ctx, shared, attempts, lane, false, &wake, stop).await;
                 continue;
             }
             match limits.first_cell(stop).await {
@@ -127,7 +142,7 @@ pub async fn run(
                 // waited: ask again (the cell is spent either way).
                 Cell::AfterWait if admission == Admission::Open => {
                     admission = gate.admit(ctx.clock.now_ms(), lease_ms).await;
-                    if wait_at_gate(admission, gate, ctx, attempts, stop).await {
+                    if wait_at_gate(admission, ctx, shared, attempts, lane, stop).await {
                         continue;
                     }
                 }
@@ -166,9 +181,8 @@ pub async fn run(
             drop(permit);
             // Nothing waits: while the gate is open and no rate limit needs
             // a cell per delivery, fresh deliveries may come straight here.
-            let hand_off =
-                (admission == Admission::Open && !limits.is_limited()).then_some(&mut lane);
-            idle(ctx, shared, attempts, hand_off, &wake, stop).await;
+            let offer = admission == Admission::Open && !limits.is_limited();
+            idle(ctx, shared, attempts, lane, offer, &wake, stop).await;
             continue;
         }
         let mut permit = Some(permit);
@@ -184,16 +198,14 @@ pub async fn run(
             attempts.spawn(claim, p);
         }
     }
-    // Claims handed off but not started go back to waiting.
-    for claim in lane.close() {
-        let _ = ctx.store.release(claim.delivery_id, claim.lease).await;
-    }
 }
 
-/// Start a handed-off claim on the permit set aside for it, unless the
-/// target no longer takes deliveries freely (the circuit opened, a pause or a
-/// rate limit began since the offer): then it goes back to waiting, to be
-/// claimed the usual way. Returns whether it started.
+/// Start a handed-off claim, on the permit set aside for it when the worker
+/// idles with an offer out, else on one acquired now; unless the target no
+/// longer takes deliveries freely (the circuit opened, a pause or a rate
+/// limit began since the offer) or no permit comes free soon: then it goes
+/// back to waiting, to be claimed the usual way (its lease runs meanwhile,
+/// and an attempt must never outlive it). Returns whether it started.
 async fn start_handed(
     ctx: &Arc<WorkerContext>,
     shared: &TargetShared,
@@ -202,29 +214,43 @@ async fn start_handed(
     permit: Option<OwnedSemaphorePermit>,
     limited: bool,
 ) -> bool {
-    let lease_ms = lease_ms(ctx, &shared.name);
-    let admitted = !limited
-        && matches!(
-            shared.gate.admit(ctx.clock.now_ms(), lease_ms).await,
-            Admission::Open | Admission::Probe
-        );
+    let admission = if limited {
+        None
+    } else {
+        Some(
+            shared
+                .gate
+                .admit(ctx.clock.now_ms(), lease_ms(ctx, &shared.name))
+                .await,
+        )
+    };
+    let admitted = matches!(admission, Some(Admission::Open | Admission::Probe));
     let permit = match permit {
         Some(p) if admitted => Some(p),
-        // Only if the credits and the permits set aside disagreed.
-        None if admitted => shared.permits.clone().acquire_owned().await.ok(),
+        None if admitted => {
+            let acquire = shared.permits.clone().acquire_owned();
+            match tokio::time::timeout(HANDED_PERMIT_WAIT, acquire).await {
+                Ok(Ok(p)) => Some(p),
+                _ => None,
+            }
+        }
         _ => None,
     };
-    match permit {
-        Some(p) => {
-            attempts.spawn(claim, p);
-            true
-        }
-        None => {
-            if let Err(e) = ctx.store.release(claim.delivery_id, claim.lease).await {
-                tracing::error!(target = %shared.name, delivery_id = %claim.delivery_id, error = %e, "cannot give back a handed-off delivery; it is claimed again when its lease expires");
-            }
-            false
-        }
+    if let Some(p) = permit {
+        attempts.spawn(claim, p);
+        return true;
+    }
+    if admission == Some(Admission::Probe) {
+        shared.gate.lock().probe_unused();
+    }
+    give_back(ctx, claim).await;
+    false
+}
+
+/// Release a handed-off claim that will not be started here.
+pub(super) async fn give_back(ctx: &WorkerContext, claim: Claim) {
+    if let Err(e) = ctx.store.release(claim.delivery_id, claim.lease).await {
+        tracing::warn!(target = %claim.target, delivery_id = %claim.delivery_id, error = %e, "cannot give back a handed-off delivery; it is claimed again when its lease expires");
     }
 }
 
@@ -321,42 +347,50 @@ impl Attempts {
 /// it may change and return true: claim nothing, spend no attempts.
 async fn wait_at_gate(
     admission: Admission,
-    gate: &TargetGate,
-    ctx: &WorkerContext,
+    ctx: &Arc<WorkerContext>,
+    shared: &TargetShared,
     attempts: &mut Attempts,
+    lane: &mut HandOffLane,
     stop: &CancellationToken,
 ) -> bool {
-    match admission {
-        Admission::Open | Admission::Probe => false,
-        Admission::WaitUntil(until) => {
-            tokio::select! {
-                () = ctx.clock.sleep_until(until) => {}
-                () = gate.changed.notified() => {}
-                Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
-                () = stop.cancelled() => {}
-            }
-            true
+    let gate = &shared.gate;
+    let until = match admission {
+        Admission::Open | Admission::Probe => return false,
+        Admission::WaitUntil(until) => Some(until),
+        Admission::WaitForProbe => None,
+    };
+    let sleep = async {
+        match until {
+            Some(until) => ctx.clock.sleep_until(until).await,
+            None => std::future::pending().await,
         }
-        Admission::WaitForProbe => {
-            tokio::select! {
-                () = gate.changed.notified() => {}
-                Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
-                () = stop.cancelled() => {}
-            }
-            true
+    };
+    tokio::select! {
+        () = sleep => {}
+        () = gate.changed.notified() => {}
+        Some(ended) = attempts.next_ended() => attempts.ended(ended).await,
+        // Handed off before the gate closed: back to waiting (the gate
+        // says no), or started if it has just opened.
+        (claim, permit) = lane.next() => {
+            start_handed(ctx, shared, attempts, claim, permit, false).await;
         }
+        () = stop.cancelled() => {}
     }
+    true
 }
 
 /// Wait until the next due time, a new-work signal, an attempt's end, or
-/// stop. With a `hand_off` lane, set the free permits aside and start the
-/// deliveries the store hands over meanwhile; an attempt's end then frees a
-/// permit for the lane instead of ending the wait.
+/// stop, starting the deliveries the store hands over meanwhile. With
+/// `offer`, set the free permits aside as credits first; an attempt's end
+/// then frees a permit for the lane instead of ending the wait. Without it
+/// (a rate limit needs a cell per delivery, or the gate is half-open), what
+/// arrives goes back to waiting.
 async fn idle(
     ctx: &Arc<WorkerContext>,
     shared: &TargetShared,
     attempts: &mut Attempts,
-    mut hand_off: Option<&mut HandOffLane>,
+    lane: &mut HandOffLane,
+    offer: bool,
     wake: &Notify,
     stop: &CancellationToken,
 ) {
@@ -364,7 +398,7 @@ async fn idle(
     // Offer first: the answer below waits for the writer's current batch,
     // and deliveries of that batch may already be handed over.
     let lease = lease_ms(ctx, target);
-    if let Some(lane) = hand_off.as_deref_mut() {
+    if offer {
         lane.offer_free(&shared.permits, lease);
     }
     let (due, cap) = match ctx.store.next_due(target).await {
@@ -376,9 +410,7 @@ async fn idle(
         }
     };
     if due.is_some_and(|d| d <= ctx.clock.now_ms()) {
-        if let Some(lane) = hand_off {
-            lane.withdraw();
-        }
+        lane.withdraw();
         return;
     }
     let until_due = async {
@@ -390,39 +422,29 @@ async fn idle(
     tokio::pin!(until_due);
     let cap = tokio::time::sleep(cap);
     tokio::pin!(cap);
-    let handing = hand_off.is_some();
     loop {
         tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
             () = &mut until_due => break,
             () = &mut cap => break,
             () = wake.notified() => break,
-            () = shared.retuned.notified(), if handing => break,
-            (claim, permit) = next_handed(&mut hand_off) => {
-                if !start_handed(ctx, shared, attempts, claim, permit, false).await {
+            () = shared.retuned.notified(), if offer => break,
+            (claim, permit) = lane.next() => {
+                if !start_handed(ctx, shared, attempts, claim, permit, !offer).await {
                     break;
                 }
             }
             Some(ended) = attempts.next_ended() => {
                 attempts.ended(ended).await;
-                match hand_off.as_deref_mut() {
-                    Some(lane) => lane.offer_free(&shared.permits, lease),
-                    None => break,
+                if !offer {
+                    break;
                 }
+                lane.offer_free(&shared.permits, lease);
             }
-            () = stop.cancelled() => break,
         }
     }
-    if let Some(lane) = hand_off {
-        lane.withdraw();
-    }
-}
-
-/// The lane's next handed-off claim; pending forever without a lane.
-async fn next_handed(lane: &mut Option<&mut HandOffLane>) -> (Claim, Option<OwnedSemaphorePermit>) {
-    match lane {
-        Some(lane) => lane.next().await,
-        None => std::future::pending().await,
-    }
+    lane.withdraw();
 }
 
 /// The lease a claim for `target` asks for: longer than any attempt to it can

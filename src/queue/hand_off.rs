@@ -110,8 +110,10 @@ impl Ticket {
         self.slot.tx.send(claim).map_err(|e| e.0)
     }
 
-    /// The delivery was not stored after all (the batch failed): the credit,
-    /// and the permit behind it, are the worker's again.
+    /// The delivery was not stored after all (the batch failed, or the event
+    /// was a duplicate or refused): the credit is offered again. If the
+    /// worker has withdrawn meanwhile, the credit outlives its permit, and
+    /// the claim it may bring is started on a permit acquired then.
     pub fn cancel(self) {
         if !self.slot.tx.is_closed() {
             self.slot.credits.fetch_add(1, Ordering::SeqCst);
@@ -121,9 +123,11 @@ impl Ticket {
 
 /// The worker's side: where handed-off leases arrive, and its offer.
 ///
-/// Every credit offered must be backed by a concurrency permit the worker
-/// keeps aside until the credit is withdrawn or its claim arrives, so an
-/// arriving claim never waits for a permit (its lease runs meanwhile).
+/// A worker offers credits for concurrency permits it has set aside, so
+/// that a claim arriving while it idles starts at once. Claims whose credit
+/// was spent just before a withdrawal arrive afterwards: the worker must
+/// keep reading the inbox in every wait, and start them (or give them back)
+/// like any claim.
 pub struct HandOffInbox {
     slot: Arc<Slot>,
     rx: mpsc::UnboundedReceiver<Claim>,

@@ -5,6 +5,7 @@
 //! the ones that did not change. This file is the harness; the tests are in
 //! `panics` and `reconcile`.
 
+mod hand_off;
 mod panics;
 mod reconcile;
 

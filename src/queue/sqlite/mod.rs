@@ -56,6 +56,9 @@ struct Shared {
     /// Only the writer thread touches it (tests read it back); the lock is
     /// there because `Shared` is shared, and is never contended.
     depth: std::sync::Mutex<depth::Depth>,
+    /// The last batch failed to commit (the writer's own note; see
+    /// `writer::claim`).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {

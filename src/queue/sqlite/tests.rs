@@ -6,7 +6,7 @@ use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::schema::open_connection;
-use super::writer::{BatchState, Op, apply, run_batch};
+use super::writer::{BatchState, Op, apply, release_orphans, run_batch};
 use super::{Shared, lease};
 use crate::queue::NewEvent;
 
@@ -149,17 +149,15 @@ fn a_failing_command_fails_only_its_caller() {
     assert_eq!(stored, 2);
 }
 
-/// A claim whose caller is gone by the time it is answered is handed back
-/// in the same batch.
+/// A claim whose caller is gone before it runs leases nothing.
 #[test]
-fn an_abandoned_claim_is_released() {
+fn an_abandoned_claim_leases_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
     let shared = Shared::default();
     let (tx, _rx) = oneshot::channel();
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
-    // The caller drops its future after the claim has leased rows but before
-    // the answer reaches it.
+    // The caller dropped its future before the writer reached the claim.
     let (tx, mut rx) = oneshot::channel();
     let claim = Op::Claim {
         target: "a".into(),
@@ -410,4 +408,81 @@ fn the_claim_is_not_prepared_again_for_each_limit() {
     }
     let reprepared = select.get_status(rusqlite::StatementStatus::RePrepare);
     assert_eq!(reprepared, 0);
+}
+
+/// A claim answered before its batch's commit, when that commit fails: the
+/// lease never reached the file, so the delivery may be claimed once more;
+/// but while commits keep failing, claims wait for the commit like every
+/// other command, so the same delivery is not sent again per failed batch.
+#[test]
+fn while_commits_fail_claims_wait_for_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let shared = Shared::default();
+    let first = ev(&["a"]);
+    let id = first.deliveries[0].id;
+    let (tx, _rx) = oneshot::channel();
+    run_batch(&mut conn, vec![Op::Enqueue(first.clone(), tx)], &shared);
+    let claim = |reply| Op::Claim {
+        target: "a".into(),
+        now_ms: 10,
+        limit: 10,
+        lease_ms: 60_000,
+        reply,
+    };
+    // A repeated event id fails while writing: the batch cannot commit.
+    let clash = || {
+        let mut e = ev(&["b"]);
+        e.id = first.id;
+        e
+    };
+    let (ctx, mut crx) = oneshot::channel();
+    let (etx, mut erx) = oneshot::channel();
+    run_batch(
+        &mut conn,
+        vec![claim(ctx), Op::Enqueue(clash(), etx)],
+        &shared,
+    );
+    assert!(erx.try_recv().unwrap().is_err(), "the batch failed");
+    let early = crx.try_recv().unwrap().expect("answered before the commit");
+    assert_eq!(early[0].delivery_id, id);
+    // The store is failing now: the next claim hears the batch's verdict.
+    let (ctx, mut crx) = oneshot::channel();
+    let (etx, _erx) = oneshot::channel();
+    run_batch(
+        &mut conn,
+        vec![claim(ctx), Op::Enqueue(clash(), etx)],
+        &shared,
+    );
+    assert!(crx.try_recv().unwrap().is_err());
+    // A batch commits again: the delivery is claimed (once more), and
+    // claims are answered early again.
+    let (ctx, mut crx) = oneshot::channel();
+    run_batch(&mut conn, vec![claim(ctx)], &shared);
+    assert_eq!(crx.try_recv().unwrap().unwrap()[0].delivery_id, id);
+}
+
+/// Leases that reached nobody (a handed-off claim whose worker is gone) are
+/// released after the batch.
+#[test]
+fn leases_that_reached_nobody_are_released() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    let shared = Shared::default();
+    let (tx, _rx) = oneshot::channel();
+    assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
+    let mut moves = super::depth::Moves::default();
+    let claims = {
+        let tx = conn.transaction().unwrap();
+        let c = lease::claim(&tx, "a", 10, 1, 60_000, &mut moves).unwrap();
+        tx.commit().unwrap();
+        c
+    };
+    let mut orphans: Vec<_> = claims.iter().map(|c| (c.delivery_id, c.lease)).collect();
+    release_orphans(&mut conn, &mut orphans, &shared);
+    assert!(orphans.is_empty());
+    let state: String = conn
+        .query_row("SELECT state FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(state, "pending");
 }

@@ -15,6 +15,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::Receiver;
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -34,7 +35,8 @@ pub(super) use super::command::{Op, Reply};
 pub(super) type Lease = (DeliveryId, LeaseToken);
 
 /// Sends a command's answer: its own result if the batch committed, or the
-/// batch's failure. Returns the leases of claims nobody received.
+/// batch's failure. Returns the leases of claims answered after the commit
+/// that nobody received (see `claim`).
 type Answer = Box<dyn FnOnce(Option<&str>) -> Vec<Lease> + Send>;
 
 /// A command that ran inside the batch, waiting for the commit's verdict.
@@ -148,7 +150,7 @@ fn run_op(
             limit,
             lease_ms,
             reply,
-        } => claim(conn, &target, now_ms, limit, lease_ms, reply, moves),
+        } => claim(conn, &target, now_ms, limit, lease_ms, reply, shared, moves),
         Op::Complete(c, reply) => match sql(lease::complete(conn, &c, moves)) {
             Ok((done, effects)) => Ran {
                 wake: effects.wake.into_iter().collect(),
@@ -240,17 +242,20 @@ fn run_op(
     }
 }
 
-/// Lease due deliveries and answer at once, before the batch commits.
+/// Lease due deliveries, and answer at once, before the batch commits.
 ///
-/// A claim needs no durability of its own: if the batch fails, or the
-/// process dies before the commit, the rows are as they were (waiting) and
-/// are claimed again, and the attempt's completion, presenting a lease the
-/// file never held, is ignored: at worst one more attempt, which
-/// at-least-once allows. What this buys is the commit's fsync: a worker
-/// waiting for it between claims spent a commit cycle per claim, which
-/// capped delivery below what the core could do (docs/performance.md).
-/// Claims run first in their batch (see `commit_writes`), so they only ever
-/// see committed rows: an event whose batch fails is never attempted.
+/// A claim needs no durability of its own: if the process dies before the
+/// commit, the rows are as they were (waiting) and are claimed again after
+/// the restart. What this buys is the commit's fsync: a worker waiting for
+/// it between claims spent a commit cycle per claim, which capped delivery
+/// below what the core could do (docs/performance.md). Claims run first in
+/// their batch (see `commit_writes`), so they only ever see committed rows:
+/// an event whose batch fails is never attempted.
+///
+/// While the store is failing (the last batch did not commit), claims are
+/// answered after the commit instead, as every other command is: a batch
+/// that fails again must not hand out leases the file never took, or the
+/// same deliveries would be sent again and again, once per failed batch.
 #[allow(clippy::too_many_arguments)]
 fn claim(
     conn: &Connection,
@@ -259,6 +264,7 @@ fn claim(
     limit: usize,
     lease_ms: i64,
     reply: Reply<Vec<Claim>>,
+    shared: &Shared,
     moves: &mut Moves,
 ) -> Ran {
     // The caller gave up (its future was dropped) before we got here:
@@ -266,11 +272,30 @@ fn claim(
     if reply.is_closed() {
         return ran(reply, Ok(Vec::new()));
     }
-    let claims = match sql(lease::claim(conn, target, now_ms, limit, lease_ms, moves)) {
+    let result = sql(lease::claim(conn, target, now_ms, limit, lease_ms, moves));
+    let claimed = result.as_ref().map_or(0, |c| c.len() as u64);
+    if shared.failing.load(Ordering::Relaxed) {
+        let ok = result.is_ok();
+        let answer = Box::new(move |batch_failure: Option<&str>| {
+            let result = match (batch_failure, result) {
+                (Some(msg), Ok(_)) => unavailable(msg),
+                (_, r) => r,
+            };
+            match reply.send(result) {
+                // It gave up while the batch committed: hand the leases back.
+                Err(Ok(claims)) => claims.iter().map(|c| (c.delivery_id, c.lease)).collect(),
+                _ => Vec::new(),
+            }
+        });
+        return Ran {
+            claimed: Some(claimed),
+            ..Ran::new(answer, ok)
+        };
+    }
+    let claims = match result {
         Ok(claims) => claims,
         Err(e) => return ran(reply, Err(e)),
     };
-    let claimed = claims.len() as u64;
     let mut ok = true;
     if let Err(Ok(claims)) = reply.send(Ok(claims)) {
         // It gave up after we leased: hand the leases back, in this batch.
@@ -409,7 +434,7 @@ pub(super) fn run(mut conn: Connection, lock: File, rx: Receiver<Op>, shared: Ar
 }
 
 /// Run one batch: the writes in one transaction, then the reads. Returns the
-/// leases of claims whose caller was gone by the time they were answered.
+/// leases that reached nobody (see [`release_orphans`]).
 pub(super) fn run_batch(conn: &mut Connection, batch: Vec<Op>, shared: &Shared) -> Vec<Lease> {
     let (writes, reads): (Vec<Op>, Vec<Op>) = batch.into_iter().partition(Op::is_write);
     let orphans = if writes.is_empty() {
@@ -496,6 +521,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     let mut orphans = Vec::new();
     let mut wake = BTreeSet::new();
     let mut events = 0;
+    shared.failing.store(failure.is_some(), Ordering::Relaxed);
     if let Some(msg) = &failure {
         tracing::warn!(error = %msg, commands, "sqlite queue: batch commit failed");
         stats.record_failure();
@@ -526,21 +552,23 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     crate::metrics::queue_claims(claims, claimed);
     crate::metrics::queue_backlog(now.deliveries, now.bytes);
     stats.record_commit(commands, events);
-    for target in &wake {
-        shared.signal.notify(target);
-    }
+    // Hand-offs before wake-ups: a worker woken for this batch's pending
+    // deliveries finds the older, handed-off ones already in its inbox.
     let mut handed = 0;
     for r in &mut done {
         for (ticket, claim) in std::mem::take(&mut r.handed) {
-            handed += 1;
-            // The worker is gone: release the lease now rather than let it
-            // wait for its expiry.
-            if let Err(claim) = ticket.deliver(claim) {
-                orphans.push((claim.delivery_id, claim.lease));
+            match ticket.deliver(claim) {
+                Ok(()) => handed += 1,
+                // The worker is gone: release the lease now rather than let
+                // it wait for its expiry.
+                Err(claim) => orphans.push((claim.delivery_id, claim.lease)),
             }
         }
     }
     crate::metrics::queue_handed_off(handed);
+    for target in &wake {
+        shared.signal.notify(target);
+    }
     for r in done {
         orphans.extend((r.answer)(None));
     }
@@ -557,7 +585,9 @@ fn fail_ran(r: Ran, msg: String) -> Ran {
     )
 }
 
-/// Put back deliveries leased for callers that gave up before the answer came.
+/// Put back deliveries leased for nobody: handed off to a worker that is
+/// gone, or claimed (while the store was failing, so answered after the
+/// commit) by a caller that gave up before the answer came.
 pub(super) fn release_orphans(conn: &mut Connection, orphans: &mut Vec<Lease>, shared: &Shared) {
     let mut moves = Moves::default();
     let result = conn.transaction().and_then(|tx| {
