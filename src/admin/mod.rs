@@ -12,6 +12,7 @@
 //! | `POST /admin/deliveries/{id}/replay` | replay one dead or delivered delivery |
 //! | `POST /admin/dead-letters/replay` | `?target=` or `?all=true` |
 //! | `DELETE /admin/dead-letters` | `?target=` or `?all=true` |
+//! | `POST /admin/route` | dry-run the body as an event (`?source=`): routes, deliveries, previews |
 //!
 //! `/admin/*` needs `Authorization: Bearer <admin.token>` when a token is set
 //! (compared in constant time); on a non-loopback listener with no token it
@@ -19,6 +20,7 @@
 
 mod config_view;
 mod deliveries;
+mod dry_run;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -54,6 +56,8 @@ pub struct Admin {
 pub fn filter(
     state: Arc<Admin>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    // The event a provider could send, at most: the ingress limit at start.
+    let max_event = state.live.load().config.server.max_body_bytes;
     let with_state = warp::any().map(move || state.clone());
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -123,6 +127,13 @@ pub fn filter(
         .and(with_state.clone())
         .and(query)
         .then(deliveries::purge_dead);
+    let dry_run = warp::path!("route")
+        .and(warp::post())
+        .and(with_state.clone())
+        .and(query)
+        .and(warp::body::content_length_limit(max_event))
+        .and(warp::body::bytes())
+        .then(dry_run::route);
     let api = config
         .or(reload)
         .unify()
@@ -135,6 +146,8 @@ pub fn filter(
         .or(replay_dead)
         .unify()
         .or(purge_dead)
+        .unify()
+        .or(dry_run)
         .unify();
     let admin = warp::path("admin")
         .and(with_state)
@@ -219,6 +232,20 @@ async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
                 r
             }
         });
+    }
+    if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        return Ok(error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the event is larger than server.max_body_bytes",
+        ));
+    }
+    if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        return Ok(error_response(
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "send the event with a Content-Length",
+        ));
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(error_response(

@@ -149,3 +149,114 @@ routes:
     std::fs::write(&config, "version: 2\n").unwrap();
     assert_eq!(route_cmd(&config, &ev, false).status.code(), Some(1));
 }
+
+/// `POST /admin/route`: the same dry run inside the server, on the live
+/// config: routes with why they did not match, each delivery's preview with
+/// secrets redacted; nothing stored, nothing sent; bad input is a 400.
+#[tokio::test]
+async fn the_admin_dry_run_routes_an_event_without_storing_or_sending_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = Sink::start().await;
+    let rest = format!(
+        r#"targets:
+  crm: {{ kind: http, url: "{}", secret: {TARGET_SECRET}, headers: {{ authorization: "Bearer tok-do-not-print" }} }}
+  chat: {{ kind: slack, webhook_url: "{}", text: "{{{{ companionId | slack_escape }}}} is {{{{ data.status }}}}" }}
+routes:
+  - {{ name: errors, match: {{ data.endedReason: {{ in: [error] }} }}, targets: [crm] }}
+  - {{ name: ended, match: {{ status: ended }}, targets: [crm, chat], stop: true }}
+  - {{ name: later, match: {{}}, targets: [crm] }}
+"#,
+        sink.url("/crm?key=query-do-not-print"),
+        sink.url("/services/SLACK-DO-NOT-PRINT")
+    );
+    let yaml = common::config_yaml(dir.path(), &rest).replace(
+        "admin:\n  listen: 127.0.0.1:0\n",
+        "admin:\n  listen: 127.0.0.1:0\n  token: admin-tok\n",
+    );
+    let gw = Gateway::start(dir.path(), &yaml).await;
+    let client = reqwest::Client::new();
+    let post = |path: &str, body: String, token: Option<&str>| {
+        let mut req = client.post(gw.admin_url(path)).body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let body = event("status-changed", "VOICE", "ended", "<!channel>");
+
+    let r = post("/admin/route", body.clone(), None).await.unwrap();
+    assert_eq!(r.status(), 401, "behind the admin token");
+
+    let r = post("/admin/route", body.clone(), Some("admin-tok"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for secret in [
+        "tok-do-not-print",
+        "SLACK-DO-NOT-PRINT",
+        "query-do-not-print",
+        "admin-tok",
+    ] {
+        assert!(!text.contains(secret), "{secret} in the answer:\n{text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["source"], "outrival");
+    assert_eq!(
+        v["routes"],
+        serde_json::json!([
+            {"name": "errors", "matched": false, "reason": "failed: data.endedReason"},
+            {"name": "ended", "matched": true, "reason": null},
+            {"name": "later", "matched": false,
+             "reason": "not evaluated: route `ended` matched first and has stop: true"},
+        ])
+    );
+    let deliveries = v["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0]["target"], "crm");
+    assert_eq!(deliveries[0]["kind"], "http");
+    assert_eq!(deliveries[0]["route"], "ended");
+    assert_eq!(deliveries[0]["preview"]["body"], body);
+    let expected_sig = common::sign(TARGET_SECRET, body.as_bytes());
+    assert!(
+        deliveries[0]["preview"]["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h[0] == "x-signature" && h[1] == expected_sig.as_str()),
+        "{text}"
+    );
+    assert_eq!(deliveries[1]["target"], "chat");
+    assert_eq!(
+        deliveries[1]["preview"]["message"]["text"],
+        "&lt;!channel&gt; is ended"
+    );
+
+    // Not JSON, a source that does not exist.
+    let r = post("/admin/route", "{not json".into(), Some("admin-tok"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_event");
+    let r = post("/admin/route?source=nope", body.clone(), Some("admin-tok"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "invalid_request");
+    assert!(v["message"].as_str().unwrap().contains("nope"));
+
+    // Nothing was stored or sent.
+    let r = client
+        .get(gw.admin_url("/admin/deliveries"))
+        .bearer_auth("admin-tok")
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["deliveries"], serde_json::json!([]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(sink.count(), 0);
+    gw.stop().await;
+}
