@@ -18,13 +18,14 @@
 //! | [`event`] | decoding a verified body: JSON object, depth, schema (pure) |
 //! | [`rules`] | routes compiled into a [`rules::RoutePlan`]; event → deliveries (pure) |
 //! | [`snapshot`] | the live config: `Config` + `RoutePlan`, swapped atomically |
-//! | [`queue`] | the [`queue::DeliveryStore`] trait and its SQLite backend |
+//! | [`queue`] | the [`queue::DeliveryStore`] trait; its SQLite and Redis backends |
 //! | [`ingress`] | the webhook listener: verify → decode → route → enqueue → 202 |
 //! | [`targets`] | sending one attempt: http, slack, email, log |
 //! | [`delivery`] | per-target workers: claim → attempt → record, retry policy |
 //! | [`preview`] | `hookgate route`: one event's routes and rendered deliveries, sent nowhere |
+//! | [`rule_tests`] | `hookgate test`: cases of events and expectations, run through `preview` |
 //! | [`reload`] | hot reload: the one writer of the snapshot; file watch, SIGHUP |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the admin API |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the admin API (its dry run uses `preview`) |
 //!
 //! `ingress` never imports `delivery` or `targets`; `delivery` never imports
 //! `ingress`; `queue` never imports either. Only this file, `main.rs` and
@@ -43,6 +44,7 @@ pub mod preview;
 pub mod queue;
 pub mod rate_limit;
 pub mod reload;
+pub mod rule_tests;
 pub mod rules;
 pub mod signing;
 pub mod snapshot;

@@ -69,6 +69,17 @@ enum Command {
         /// The event body (JSON), or `-` for standard input.
         event: String,
     },
+    /// Run rule tests: each case's event through the routes, checked
+    /// against what it expects. Exit 1 if any case fails.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Leave unset ${VAR}s as their literal text.
+        #[arg(long)]
+        allow_missing_env: bool,
+        /// The tests file (YAML).
+        tests: PathBuf,
+    },
     /// Print the x-signature (hex HMAC-SHA256) of a body.
     Sign {
         #[command(flatten)]
@@ -138,6 +149,11 @@ fn main() -> ExitCode {
             format,
             &event,
         ),
+        Command::Test {
+            config,
+            allow_missing_env,
+            tests,
+        } => rule_tests(&config.path, allow_missing_env, &tests),
         Command::Sign { secret, file } => sign(&secret, &file),
         Command::Send { url, secret, file } => send(&url, &secret, &file),
     };
@@ -253,6 +269,20 @@ fn route(
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn rule_tests(path: &Path, allow_missing_env: bool, tests: &Path) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load(path, allow_missing_env) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let cases = hookgate::rule_tests::load(tests)?;
+    let outcomes = hookgate::rule_tests::run(&loaded.config, &cases);
+    print!("{}", hookgate::rule_tests::report(&outcomes));
+    Ok(if outcomes.iter().all(|o| o.passed()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn read_secret(args: &SecretArgs) -> anyhow::Result<String> {

@@ -21,7 +21,7 @@ mod build;
 mod diagnostic;
 mod env;
 pub mod model;
-mod node;
+pub(crate) mod node;
 mod secret;
 
 use std::path::Path;

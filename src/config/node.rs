@@ -76,14 +76,39 @@ pub(crate) fn parse(text: &str) -> Result<Node, SyntaxError> {
             column: 0,
         });
     }
-    let options = serde_saphyr::options! {
+    match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, yaml_options()) {
+        Ok(spanned) => Ok(into_node(spanned)),
+        Err(err) => {
+            let mut e = yaml_error(&err);
+            e.message = format!("invalid YAML: {}", e.message);
+            Err(e)
+        }
+    }
+}
+
+/// How hookgate reads YAML files (the config, rule tests): the 1.2 core
+/// schema's booleans, duplicate keys refused, no snippets of the file in
+/// errors (it may hold secrets).
+pub(crate) fn yaml_options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
         strict_booleans: true,
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         with_snippet: false,
-    };
-    match serde_saphyr::from_str_with_options::<Spanned<Raw>>(text, options) {
-        Ok(spanned) => Ok(into_node(spanned)),
-        Err(err) => Err(syntax_error(&err)),
+    }
+}
+
+/// A serde-saphyr error as a message (its first line, no snippet) and where.
+pub(crate) fn yaml_error(err: &serde_saphyr::Error) -> SyntaxError {
+    let plain = err.without_snippet();
+    let message: Cow<'_, str> = UserMessageFormatter.format_message(plain);
+    let message = message.lines().next().unwrap_or("invalid YAML").trim();
+    let (line, column) = plain
+        .location()
+        .map_or((0, 0), |loc| (loc.line(), loc.column()));
+    SyntaxError {
+        message: message.to_owned(),
+        line,
+        column,
     }
 }
 
@@ -92,21 +117,6 @@ fn only_comments(text: &str) -> bool {
         let l = l.trim();
         l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
     })
-}
-
-fn syntax_error(err: &serde_saphyr::Error) -> SyntaxError {
-    let plain = err.without_snippet();
-    let message: Cow<'_, str> = UserMessageFormatter.format_message(plain);
-    // Keep the first line only: never a snippet of the file (it may hold secrets).
-    let message = message.lines().next().unwrap_or("invalid YAML").trim();
-    let (line, column) = plain
-        .location()
-        .map_or((0, 0), |loc| (loc.line(), loc.column()));
-    SyntaxError {
-        message: format!("invalid YAML: {message}"),
-        line,
-        column,
-    }
 }
 
 fn into_node(spanned: Spanned<Raw>) -> Node {

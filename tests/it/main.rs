@@ -24,6 +24,7 @@ mod reload;
 mod reload_triggers;
 mod replicas;
 mod routing;
+mod rule_tests;
 mod schemes;
 mod slack;
 mod store_redis;
