@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod admin_api;
 mod backlog;
 mod binary;
 mod delivery;
