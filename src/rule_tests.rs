@@ -10,7 +10,7 @@
 //! tests:
 //!   - name: an ended voice call reaches the CRM
 //!     event: events/ended.json          # relative to this file; or `body:` inline
-//!     source: outrival                  # optional when the config has one source
+//!     source: outrival                  # required when the config has several sources
 //!     headers: { x-signature: "…" }     # optional (routing reads only the body)
 //!     expect:
 //!       routes: [ended-calls]           # matched, in order; [] = nothing matched
@@ -39,13 +39,22 @@ pub enum RuleTestsError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("{path}:{line}:{column}: {message}")]
+    #[error("{}", place(path, *line, *column, message))]
     Invalid {
         path: PathBuf,
         line: u64,
         column: u64,
         message: String,
     },
+}
+
+/// `path:line:column: message`, or `path: message` where no place is known.
+fn place(path: &Path, line: u64, column: u64, message: &str) -> String {
+    if line == 0 {
+        format!("{}: {message}", path.display())
+    } else {
+        format!("{}:{line}:{column}: {message}", path.display())
+    }
 }
 
 #[derive(Deserialize)]
@@ -114,11 +123,29 @@ pub fn load(path: &Path) -> Result<Vec<Case>, RuleTestsError> {
         let e = yaml_error(&e);
         invalid(e.line, e.column, e.message)
     })?;
+    if file.tests.is_empty() {
+        // A CI job that tests nothing must not pass.
+        return Err(invalid(
+            0,
+            0,
+            "`tests` is empty: write at least one case".to_owned(),
+        ));
+    }
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let mut cases = Vec::with_capacity(file.tests.len());
     for (i, spanned) in file.tests.into_iter().enumerate() {
         let (line, column) = (spanned.referenced.line(), spanned.referenced.column());
         let spec = spanned.value;
+        let e = &spec.expect;
+        if e.routes.is_none() && e.targets.is_none() && e.render.is_empty() {
+            return Err(invalid(
+                line,
+                column,
+                format!(
+                    "tests[{i}].expect: give `routes`, `targets` or `render` (a case that checks nothing always passes)"
+                ),
+            ));
+        }
         if let Some(bad) = spec
             .headers
             .keys()
@@ -185,9 +212,17 @@ pub fn run(config: &Config, cases: &[Case]) -> Vec<Outcome> {
         .iter()
         .map(|case| Outcome {
             name: case.name.clone(),
-            differences: match preview::preview(config, &case.body, case.source.as_deref()) {
-                Ok(p) => differences(&p, &case.expect),
-                Err(e) => vec![format!("the event was not routed: {e}")],
+            differences: if case.source.is_none() && config.sources.len() > 1 {
+                let names: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+                vec![format!(
+                    "the config has several sources: name one with `source:` ({})",
+                    names.join(", ")
+                )]
+            } else {
+                match preview::preview(config, &case.body, case.source.as_deref()) {
+                    Ok(p) => differences(&p, &case.expect),
+                    Err(e) => vec![format!("the event was not routed: {e}")],
+                }
             },
         })
         .collect()
@@ -249,7 +284,7 @@ fn differences(p: &Preview, expect: &Expect) -> Vec<String> {
             });
         match send.map(rendered) {
             None => out.push(format!("render {target}: no route sends this event to it")),
-            Some(Err(e)) => out.push(format!("render {target}: the template failed: {e}")),
+            Some(Err(e)) => out.push(format!("render {target}: {e}")),
             Some(Ok(text)) if !text.contains(&want.contains) => out.push(format!(
                 "render {target}: expected it to contain {:?}, rendered {:?}",
                 want.contains, text
@@ -262,7 +297,7 @@ fn differences(p: &Preview, expect: &Expect) -> Vec<String> {
 
 /// The text a `contains` is checked against: an HTTP body, a Slack
 /// message's `text` (its whole JSON without one), an email's subject and
-/// body, a log line's event.
+/// body. A log target renders nothing (it writes the event as received).
 fn rendered(send: &Send) -> Result<String, String> {
     match send {
         Send::Http { body, .. } => Ok(body.clone()),
@@ -271,8 +306,10 @@ fn rendered(send: &Send) -> Result<String, String> {
             None => message.to_string(),
         }),
         Send::Email { subject, body, .. } => Ok(format!("{subject}\n{body}")),
-        Send::Log => Ok(String::new()),
-        Send::RenderError { error } => Err(error.clone()),
+        Send::Log => {
+            Err("a log target renders no message (it writes the event as received)".to_owned())
+        }
+        Send::RenderError { error } => Err(format!("the template failed: {error}")),
     }
 }
 

@@ -6,23 +6,69 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
+use bytes::Buf;
+use futures_util::Stream;
 use http::StatusCode;
 use serde_json::{Value, json};
 use warp::Reply;
 use warp::reply::Response;
 
 use super::Admin;
+use crate::config::{Config, SignatureScheme, TargetKind};
 use crate::error_body::error_response;
+use crate::ingress::body::read_limited;
 use crate::preview::{self, Preview, PreviewError, RouteOutcome};
 
-/// Answer the dry run of `body`, as the source named by `?source=` (or the
-/// only, or first, one) would route it.
-pub async fn route(state: Arc<Admin>, query: HashMap<String, String>, body: Bytes) -> Response {
+const REDACTED: &str = "<redacted>";
+
+/// Answer the dry run of the request's body, as the source named by
+/// `?source=` (optional when the config has one source) would route it. The
+/// body is read as the webhook listener reads one: under the live
+/// `server.max_body_bytes` and `read_timeout`, with or without a length.
+pub async fn route<S, B>(
+    state: Arc<Admin>,
+    query: HashMap<String, String>,
+    content_length: Option<u64>,
+    body: S,
+) -> Response
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
     let snapshot = state.live.load();
+    let server = &snapshot.config.server;
+    let deadline = tokio::time::Instant::now() + server.read_timeout;
+    let body = match read_limited(
+        body,
+        content_length,
+        server.max_body_bytes,
+        deadline,
+        server.read_timeout,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
     let source = query.get("source").map(String::as_str);
+    if source.is_none() && snapshot.config.sources.len() > 1 {
+        let names: Vec<&str> = snapshot
+            .config
+            .sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!(
+                "the config has several sources: name one with ?source= ({})",
+                names.join(", ")
+            ),
+        );
+    }
     match preview::preview(&snapshot.config, &body, source) {
-        Ok(p) => warp::reply::json(&answer(&p)).into_response(),
+        Ok(p) => warp::reply::json(&answer(&snapshot.config, &p)).into_response(),
         Err(PreviewError::InvalidEvent(message)) => {
             error_response(StatusCode::BAD_REQUEST, "invalid_event", &message)
         }
@@ -35,7 +81,7 @@ pub async fn route(state: Arc<Admin>, query: HashMap<String, String>, body: Byte
 /// The section 8 shape: each route with whether it matched and why not, and
 /// each delivery with what it would send; plus the schema warnings and the
 /// targets that would get nothing (disabled), which the CLI shows too.
-fn answer(p: &Preview) -> Value {
+fn answer(config: &Config, p: &Preview) -> Value {
     let routes: Vec<Value> = p
         .routes
         .iter()
@@ -55,7 +101,7 @@ fn answer(p: &Preview) -> Value {
                 "target": d.target,
                 "kind": d.kind,
                 "route": d.route,
-                "preview": d.send,
+                "preview": without_signature(config, &d.target, json!(d.send)),
             })
         })
         .collect();
@@ -67,6 +113,30 @@ fn answer(p: &Preview) -> Value {
         "schema_warnings": p.schema_warnings,
         "skipped": p.skipped,
     })
+}
+
+/// A preview with the target's signature header redacted. `hookgate route`
+/// prints the real signature (its user holds the secret anyway); over the
+/// API it would sign any body the caller chose with the target's secret, a
+/// forgery service for whoever can reach the admin listener.
+fn without_signature(config: &Config, target: &str, mut preview: Value) -> Value {
+    let Some(TargetKind::Http(http)) = config.target_by_name(target).map(|t| &t.kind) else {
+        return preview;
+    };
+    let signature = match http.signature.scheme {
+        SignatureScheme::Outrival => http.signature.header.as_str(),
+        SignatureScheme::StandardWebhooks => "webhook-signature",
+    };
+    if let Some(headers) = preview.get_mut("headers").and_then(Value::as_array_mut) {
+        for pair in headers {
+            if pair.get(0).and_then(Value::as_str) == Some(signature)
+                && let Some(value) = pair.get_mut(1)
+            {
+                *value = Value::String(REDACTED.to_owned());
+            }
+        }
+    }
+    preview
 }
 
 /// Why a route did not match (`null` when it did).

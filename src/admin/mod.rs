@@ -56,8 +56,6 @@ pub struct Admin {
 pub fn filter(
     state: Arc<Admin>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    // The event a provider could send, at most: the ingress limit at start.
-    let max_event = state.live.load().config.server.max_body_bytes;
     let with_state = warp::any().map(move || state.clone());
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -131,8 +129,8 @@ pub fn filter(
         .and(warp::post())
         .and(with_state.clone())
         .and(query)
-        .and(warp::body::content_length_limit(max_event))
-        .and(warp::body::bytes())
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
         .then(dry_run::route);
     let api = config
         .or(reload)
@@ -232,20 +230,6 @@ async fn recover(rejection: warp::Rejection) -> Result<Response, Infallible> {
                 r
             }
         });
-    }
-    if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        return Ok(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the event is larger than server.max_body_bytes",
-        ));
-    }
-    if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        return Ok(error_response(
-            StatusCode::LENGTH_REQUIRED,
-            "length_required",
-            "send the event with a Content-Length",
-        ));
     }
     if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         return Ok(error_response(

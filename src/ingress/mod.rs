@@ -16,7 +16,7 @@
 //! adds or removes paths without restarting the listener. Ingress never
 //! imports `delivery` or `targets`.
 
-mod body;
+pub(crate) mod body;
 pub mod conn;
 mod dedupe;
 pub mod error;

@@ -67,7 +67,7 @@ fn each_case_says_ok_or_what_differed_and_any_failure_exits_1() {
     expect:
       routes: [ended]
       targets: [ops, crm]
-      render: { crm: { contains: '"who": "c-9"' }, ops: { contains: "c-9 is ended" }, off: { contains: "" } }
+      render: { crm: { contains: '"who": "c-9"' }, ops: { contains: "c-9 is ended" } }
   - name: inline, with headers
     headers: { x-signature: "abc" }
     body: { event: status-changed, type: SMS, companionId: c-1, data: { status: ended, endedReason: error, startedAt: t, messages: [] } }
@@ -75,6 +75,9 @@ fn each_case_says_ok_or_what_differed_and_any_failure_exits_1() {
   - name: nothing matches
     body: { event: function-call, type: TEXT, companionId: c-3, data: { startedAt: t, messages: [] } }
     expect: { routes: [], targets: [], render: { crm: { contains: x } } }
+  - name: a log target renders nothing to check
+    event: events/ended.json
+    expect: { render: { off: { contains: c-9 } } }
 "#,
     )
     .unwrap();
@@ -89,7 +92,9 @@ FAILED inline, with headers
     render ops: expected it to contain \"c-2\", rendered \"c-1 is ended\"
 FAILED nothing matches
     render crm: no route sends this event to it
-1 passed, 2 failed
+FAILED a log target renders nothing to check
+    render off: a log target renders no message (it writes the event as received)
+1 passed, 3 failed
 ";
     assert_eq!(stdout, expected);
 }
@@ -110,23 +115,53 @@ fn a_bad_tests_file_names_the_place() {
             ":2:5: tests[0]: give the event as `event: FILE` or `body: {...}`",
         ),
         (
-            "tests:\n  - name: x\n    event: missing.json\n    expect: {}\n",
+            "tests:\n  - name: x\n    event: missing.json\n    expect: { routes: [] }\n",
             ":2:5: tests[0].event: cannot read",
         ),
         (
-            "tests:\n  - name: x\n    body: {}\n    headers: { \"bad header\": v }\n    expect: {}\n",
-            "tests[0].headers: `bad header` is not a valid header name",
+            "tests:\n  - name: x\n    body: {}\n    headers: { \"bad header\": v }\n    expect: { routes: [] }\n",
+            ":2:5: tests[0].headers: `bad header` is not a valid header name",
         ),
+        (
+            "tests:\n  - name: x\n    body: {}\n    expect: {}\n",
+            ":2:5: tests[0].expect: give `routes`, `targets` or `render`",
+        ),
+        ("tests: []\n", ": `tests` is empty"),
     ] {
         let tests = dir.path().join("tests.yaml");
         std::fs::write(&tests, yaml).unwrap();
         let out = hookgate_test(&dir.path().join("rules.yaml"), &tests);
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(1), "{yaml}: {stdout}");
+        let place = format!("{}{wanted}", tests.display());
         assert!(
-            stderr.contains(&format!("{}{wanted}", tests.display())) || stderr.contains(wanted),
-            "{yaml}: {stderr}"
+            stderr.contains(&place),
+            "{yaml}: wanted {place:?} in {stderr}"
         );
-        assert!(stderr.contains(&tests.display().to_string()), "{stderr}");
     }
+}
+
+/// With several sources a case must name its own: the first one could have
+/// another schema, and routing would silently differ.
+#[test]
+fn with_several_sources_a_case_names_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = RULES.replace(
+        "sources: [{ name: outrival, path: /in, verify: { secrets: [\"0123456789abcdef0123\"] } }]",
+        "sources:\n  - { name: outrival, path: /in, verify: { secrets: [\"0123456789abcdef0123\"] } }\n  - { name: other, path: /other, verify: { scheme: none }, schema: json }",
+    );
+    std::fs::write(dir.path().join("rules.yaml"), rules).unwrap();
+    let tests = dir.path().join("tests.yaml");
+    std::fs::write(
+        &tests,
+        "tests:\n  - name: unnamed\n    body: { status: x }\n    expect: { routes: [] }\n  - name: named\n    source: other\n    body: { data: { status: ended } }\n    expect: { routes: [ended] }\n",
+    )
+    .unwrap();
+    let out = hookgate_test(&dir.path().join("rules.yaml"), &tests);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout,
+        "FAILED unnamed\n    the config has several sources: name one with `source:` (outrival, other)\nok named\n1 passed, 1 failed\n"
+    );
 }
