@@ -128,6 +128,17 @@ fn ev(targets: &[&str]) -> NewEvent {
     crate::queue::conformance::event("s", 1, b"{}", targets)
 }
 
+/// A claim of up to 10 due deliveries of target `a` at 10 ms.
+fn claim_a(reply: super::command::Reply<Vec<crate::queue::Claim>>) -> Op {
+    Op::Claim {
+        target: "a".into(),
+        now_ms: 10,
+        limit: 10,
+        lease_ms: 60_000,
+        reply,
+    }
+}
+
 /// One bad command in the middle of a batch fails alone; the batch commits
 /// once for everyone else.
 #[test]
@@ -159,13 +170,7 @@ fn an_abandoned_claim_leases_nothing() {
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
     // The caller dropped its future before the writer reached the claim.
     let (tx, mut rx) = oneshot::channel();
-    let claim = Op::Claim {
-        target: "a".into(),
-        now_ms: 10,
-        limit: 10,
-        lease_ms: 60_000,
-        reply: tx,
-    };
+    let claim = claim_a(tx);
     rx.close();
     let tx = conn.transaction().unwrap();
     // Closed before the claim ran: nothing is leased at all.
@@ -376,13 +381,7 @@ fn a_claim_in_the_batch_clears_the_way_for_a_hand_off() {
     let fresh_id = fresh.deliveries[0].id;
     let (etx, _erx) = oneshot::channel();
     let (ctx, mut crx) = oneshot::channel();
-    let claim = Op::Claim {
-        target: "a".into(),
-        now_ms: 10,
-        limit: 10,
-        lease_ms: 60_000,
-        reply: ctx,
-    };
+    let claim = claim_a(ctx);
     // Sent in the other order: the writer runs claims first.
     assert!(run_batch(&mut conn, vec![Op::Enqueue(fresh, etx), claim], &shared).is_empty());
     let claimed = crx.try_recv().unwrap().unwrap();
@@ -423,13 +422,7 @@ fn while_commits_fail_claims_wait_for_the_commit() {
     let id = first.deliveries[0].id;
     let (tx, _rx) = oneshot::channel();
     run_batch(&mut conn, vec![Op::Enqueue(first.clone(), tx)], &shared);
-    let claim = |reply| Op::Claim {
-        target: "a".into(),
-        now_ms: 10,
-        limit: 10,
-        lease_ms: 60_000,
-        reply,
-    };
+    let claim = claim_a;
     // A repeated event id fails while writing: the batch cannot commit.
     let clash = || {
         let mut e = ev(&["b"]);
