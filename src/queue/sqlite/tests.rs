@@ -128,6 +128,13 @@ fn ev(targets: &[&str]) -> NewEvent {
     crate::queue::conformance::event("s", 1, b"{}", targets)
 }
 
+/// A new queue file, its writer connection, and the writer's shared state.
+fn fresh() -> (tempfile::TempDir, Connection, Shared) {
+    let dir = tempfile::tempdir().unwrap();
+    let (conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
+    (dir, conn, Shared::default())
+}
+
 /// A claim of up to 10 due deliveries of target `a` at 10 ms.
 fn claim_a(reply: super::command::Reply<Vec<crate::queue::Claim>>) -> Op {
     Op::Claim {
@@ -143,9 +150,7 @@ fn claim_a(reply: super::command::Reply<Vec<crate::queue::Claim>>) -> Op {
 /// once for everyone else.
 #[test]
 fn a_failing_command_fails_only_its_caller() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared::default();
+    let (_dir, mut conn, shared) = fresh();
     let events = [ev(&["a"]), ev(&["a", "a"]), ev(&["b"])];
     let results: Vec<bool> = enqueue_batch(&mut conn, &shared, &events)
         .iter()
@@ -163,9 +168,7 @@ fn a_failing_command_fails_only_its_caller() {
 /// A claim whose caller is gone before it runs leases nothing.
 #[test]
 fn an_abandoned_claim_leases_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared::default();
+    let (_dir, mut conn, shared) = fresh();
     let (tx, _rx) = oneshot::channel();
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
     // The caller dropped its future before the writer reached the claim.
@@ -220,9 +223,7 @@ fn enqueue_batch(
 #[test]
 fn a_duplicate_in_its_originals_batch_follows_the_originals_fate() {
     use crate::queue::Enqueued;
-    let dir = tempfile::tempdir().unwrap();
-    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared::default();
+    let (_dir, mut conn, shared) = fresh();
     let (first, copy) = (keyed(&["a"]), keyed(&["a"]));
     let answers = enqueue_batch(&mut conn, &shared, &[first.clone(), copy]);
     assert!(matches!(answers[0], Ok(Enqueued::Stored)), "{answers:?}");
@@ -293,6 +294,9 @@ async fn depth_counts_follow_every_write_and_match_the_rows() {
 
     let claims = store.claim_due("a", 10, 4, 60_000).await.unwrap();
     assert_eq!(claims.len(), 4);
+    // A claim is answered before its batch commits (writer::claim); any
+    // write after it is answered only once that batch is on disk.
+    store.check_writable().await.unwrap();
     check("claim");
     store
         .complete(finish(&claims[0], NextState::Delivered))
@@ -368,9 +372,7 @@ async fn depth_counts_follow_every_write_and_match_the_rows() {
 /// later in the same batch may be handed off: nothing waits before it.
 #[test]
 fn a_claim_in_the_batch_clears_the_way_for_a_hand_off() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared::default();
+    let (_dir, mut conn, shared) = fresh();
     let waiting = ev(&["a"]);
     let waiting_id = waiting.deliveries[0].id;
     let (tx, _rx) = oneshot::channel();
@@ -415,9 +417,7 @@ fn the_claim_is_not_prepared_again_for_each_limit() {
 /// other command, so the same delivery is not sent again per failed batch.
 #[test]
 fn while_commits_fail_claims_wait_for_the_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared::default();
+    let (_dir, mut conn, shared) = fresh();
     let first = ev(&["a"]);
     let id = first.deliveries[0].id;
     let (tx, _rx) = oneshot::channel();
@@ -459,9 +459,7 @@ fn while_commits_fail_claims_wait_for_the_commit() {
 /// released after the batch.
 #[test]
 fn leases_that_reached_nobody_are_released() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut conn, _) = open_connection(&dir.path().join("q.db")).unwrap();
-    let shared = Shared::default();
+    let (_dir, mut conn, shared) = fresh();
     let (tx, _rx) = oneshot::channel();
     assert!(run_batch(&mut conn, vec![Op::Enqueue(ev(&["a"]), tx)], &shared).is_empty());
     let mut moves = super::depth::Moves::default();
