@@ -13,12 +13,15 @@
 //! | `POST /admin/dead-letters/replay` | `?target=` or `?all=true` |
 //! | `DELETE /admin/dead-letters` | `?target=` or `?all=true` |
 //! | `POST /admin/route` | dry-run the body as an event (`?source=`): routes, deliveries, previews |
+//! | `GET /ui/` | the operator console ([`console`]): a page that uses only the API above |
 //!
 //! `/admin/*` needs `Authorization: Bearer <admin.token>` when a token is set
 //! (compared in constant time); on a non-loopback listener with no token it
-//! answers 403 `admin_token_required`. Probes and `/metrics` stay open.
+//! answers 403 `admin_token_required`. Probes, `/metrics` and the console's
+//! files stay open (the console asks for the token and sends it to the API).
 
 mod config_view;
+mod console;
 mod deliveries;
 mod dry_run;
 
@@ -160,6 +163,8 @@ pub fn filter(
         .or(readyz)
         .unify()
         .or(metrics)
+        .unify()
+        .or(console::filter())
         .unify()
         .or(admin)
         .unify()
