@@ -77,6 +77,8 @@ use crate::targets::Senders;
 const ADMIN_LIMITS: ConnLimits = ConnLimits {
     max_connections: 256,
     read_timeout: std::time::Duration::from_secs(10),
+    max_header_bytes: 64 * 1024,
+    max_headers: 100,
 };
 
 /// The two listeners, bound by the caller (port 0 in tests).
@@ -170,7 +172,10 @@ pub async fn run_with_clock(
     let limits = ConnLimits {
         max_connections: config.server.max_connections,
         read_timeout: config.server.read_timeout,
+        max_header_bytes: usize::try_from(config.server.max_header_bytes).unwrap_or(usize::MAX),
+        max_headers: config.server.max_headers,
     };
+    let max_inflight_bytes = config.server.max_inflight_bytes;
     let source_limits = ingress::limits::SourceLimits::new(&config.sources);
     let config_path = config.file.clone();
     let (live, writer) = snapshot::live(Snapshot::new(config, clock.now_ms()));
@@ -181,6 +186,7 @@ pub async fn run_with_clock(
         store: store.clone(),
         clock: clock.clone(),
         limits: source_limits,
+        bodies: ingress::budget::BodyBudget::new(max_inflight_bytes),
     });
     let activity = Arc::new(Activity::new(clock.clone()));
     let dispatcher = Dispatcher::start(WorkerContext {

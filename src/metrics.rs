@@ -157,6 +157,8 @@ pub enum RequestOutcome {
     InvalidEvent,
     QueueFull,
     QueueUnavailable,
+    Overloaded,
+    HeadersTooLarge,
 }
 
 impl RequestOutcome {
@@ -177,6 +179,8 @@ impl RequestOutcome {
             RequestOutcome::InvalidEvent => "invalid_event",
             RequestOutcome::QueueFull => "queue_full",
             RequestOutcome::QueueUnavailable => "queue_unavailable",
+            RequestOutcome::Overloaded => "overloaded",
+            RequestOutcome::HeadersTooLarge => "headers_too_large",
         }
     }
 }

@@ -44,10 +44,12 @@ where
         server.max_body_bytes,
         deadline,
         server.read_timeout,
+        // The admin listener's few connections (ADMIN_LIMITS) bound it.
+        None,
     )
     .await
     {
-        Ok(body) => body,
+        Ok((body, _)) => body,
         Err(e) => return e.into_response(),
     };
     let source = query.get("source").map(String::as_str);

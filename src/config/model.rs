@@ -112,6 +112,12 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     pub max_connections: usize,
     pub shutdown_timeout: Duration,
+    /// Request body bytes held in memory at once, all connections together.
+    pub max_inflight_bytes: u64,
+    /// The request line and headers of one request, in bytes.
+    pub max_header_bytes: u64,
+    /// Headers in one request.
+    pub max_headers: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@
 //!   connections beyond the cap wait in the kernel's accept queue.
 //! - `server.read_timeout`: hyper's `header_read_timeout` closes a connection
 //!   whose headers never finish; the body's deadline is counted from the
-//!   request's first byte, which [`TimedStream`] records, and a body that is
+//!   request's first byte, which [`ConnStream`] records, and a body that is
 //!   not complete by then is answered 408 (see `body.rs`).
 //! - Half-closed clients (request sent, then `shutdown(SHUT_WR)`) are
 //!   answered: the event is stored, so the client must hear the 202.
@@ -14,22 +14,19 @@
 //!   graceful watcher), up to the caller's deadline; then close the rest and
 //!   return only when every connection task is gone.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tower_service::Service;
+
+use super::stream::ConnStream;
 
 /// When the first byte of the current request arrived (a request extension).
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +37,9 @@ pub struct RequestStart(pub Instant);
 pub struct ConnLimits {
     pub max_connections: usize,
     pub read_timeout: Duration,
+    /// The request line and headers together (hyper's read buffer; at least 8 KiB).
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
 }
 
 /// Serve `service` (a warp filter turned into a service) on `listener` until
@@ -88,7 +88,7 @@ pub async fn serve<S>(
             () = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let timed = TimedStream::new(stream);
+        let timed = ConnStream::new(stream);
         let first_byte = timed.first_byte.clone();
         let svc = service.clone();
         let handler = service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -107,6 +107,8 @@ pub async fn serve<S>(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192))
+            .max_headers(limits.max_headers)
             // A client that sends its whole request and then shuts down its
             // write side still gets the answer: without this, hyper drops
             // the response of a request the service has already stored.
@@ -129,97 +131,4 @@ pub async fn serve<S>(
         connections.abort_all();
     }
     while connections.join_next().await.is_some() {}
-}
-
-/// A TCP stream that remembers when the first byte of the next request arrived.
-struct TimedStream {
-    inner: TcpStream,
-    first_byte: Arc<FirstByte>,
-}
-
-impl TimedStream {
-    fn new(inner: TcpStream) -> Self {
-        TimedStream {
-            inner,
-            first_byte: Arc::new(FirstByte::new()),
-        }
-    }
-}
-
-/// The instant of the first byte read since the last request took it.
-struct FirstByte {
-    base: Instant,
-    /// Nanoseconds after `base` plus one; 0 = not set.
-    at: AtomicU64,
-}
-
-impl FirstByte {
-    fn new() -> Self {
-        FirstByte {
-            base: Instant::now(),
-            at: AtomicU64::new(0),
-        }
-    }
-
-    fn mark(&self) {
-        if self.at.load(Ordering::Relaxed) == 0 {
-            let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-            let _ = self
-                .at
-                .compare_exchange(0, nanos + 1, Ordering::Relaxed, Ordering::Relaxed);
-        }
-    }
-
-    /// Take the mark, so the next request's first byte sets it again.
-    fn take(&self) -> Option<Instant> {
-        match self.at.swap(0, Ordering::Relaxed) {
-            0 => None,
-            n => Some(self.base + Duration::from_nanos(n - 1)),
-        }
-    }
-}
-
-impl AsyncRead for TimedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.first_byte.mark();
-        }
-        poll
-    }
-}
-
-impl AsyncWrite for TimedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
 }

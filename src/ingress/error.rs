@@ -14,6 +14,9 @@ pub use crate::error_body::error_response;
 use crate::metrics::RequestOutcome;
 use crate::verify::VerifyError;
 
+/// How long a client is asked to wait when bodies fill `max_inflight_bytes`.
+const OVERLOADED_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngressError {
     #[error("no webhook source is configured at this path")]
@@ -38,6 +41,12 @@ pub enum IngressError {
     QueueFull { retry_after: Duration },
     #[error("the queue cannot be written right now; retry later")]
     QueueUnavailable { retry_after: Duration },
+    #[error("the request line and headers are larger than {limit} bytes (server.max_header_bytes)")]
+    HeadersTooLarge { limit: u64 },
+    #[error(
+        "too many request bodies are in memory right now (server.max_inflight_bytes); retry later"
+    )]
+    Overloaded,
 }
 
 impl warp::reject::Reject for IngressError {}
@@ -56,9 +65,10 @@ impl IngressError {
             IngressError::Verify(_) => StatusCode::UNAUTHORIZED,
             IngressError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             IngressError::InvalidJson(_) | IngressError::InvalidEvent(_) => StatusCode::BAD_REQUEST,
-            IngressError::QueueFull { .. } | IngressError::QueueUnavailable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            IngressError::QueueFull { .. }
+            | IngressError::QueueUnavailable { .. }
+            | IngressError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            IngressError::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
@@ -84,6 +94,8 @@ impl IngressError {
             IngressError::InvalidEvent(_) => RequestOutcome::InvalidEvent,
             IngressError::QueueFull { .. } => RequestOutcome::QueueFull,
             IngressError::QueueUnavailable { .. } => RequestOutcome::QueueUnavailable,
+            IngressError::Overloaded => RequestOutcome::Overloaded,
+            IngressError::HeadersTooLarge { .. } => RequestOutcome::HeadersTooLarge,
         }
     }
 
@@ -99,6 +111,7 @@ impl IngressError {
             IngressError::RateLimited { retry_after }
             | IngressError::QueueFull { retry_after }
             | IngressError::QueueUnavailable { retry_after } => Some(*retry_after),
+            IngressError::Overloaded => Some(OVERLOADED_RETRY_AFTER),
             _ => None,
         }
     }
@@ -116,7 +129,9 @@ impl IngressError {
         }
         if matches!(
             self,
-            IngressError::PayloadTooLarge { .. } | IngressError::RequestTimeout(_)
+            IngressError::PayloadTooLarge { .. }
+                | IngressError::RequestTimeout(_)
+                | IngressError::Overloaded
         ) {
             // The rest of the body was not read: the connection cannot be reused.
             headers.insert(

@@ -32,6 +32,8 @@ const QUEUE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5)
 /// The inbound request, as the warp filter extracted it.
 pub struct Inbound<S> {
     pub path: warp::path::FullPath,
+    /// The length of the request target (path and query).
+    pub target_len: usize,
     pub method: Method,
     pub headers: HeaderMap,
     pub start: Option<RequestStart>,
@@ -63,6 +65,14 @@ where
 {
     let snapshot = state.live.load_full();
     let config = &snapshot.config;
+    // hyper's read buffer bounds a head only roughly (one read may bring in
+    // more than its limit): the exact limit is checked here, first.
+    let limit = config.server.max_header_bytes;
+    if head_bytes(&inbound) > limit {
+        let e = IngressError::HeadersTooLarge { limit };
+        metrics::request("", e.outcome());
+        return Err(warp::reject::custom(e));
+    }
     let Some(source) = config.source_by_path(inbound.path.as_str()) else {
         metrics::request("", RequestOutcome::NotFound);
         return Err(warp::reject::custom(IngressError::NotFound));
@@ -78,6 +88,18 @@ where
             Err(warp::reject::custom(e))
         }
     }
+}
+
+/// The request line and headers as sent: `METHOD TARGET HTTP/1.1\r\n` and
+/// `name: value\r\n` each (the query is part of the target).
+fn head_bytes<S>(inbound: &Inbound<S>) -> u64 {
+    let line = inbound.method.as_str().len() + inbound.target_len + " HTTP/1.1\r\n".len() + 1;
+    let headers: usize = inbound
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + ": \r\n".len())
+        .sum();
+    (line + headers) as u64
 }
 
 async fn accept<S, B>(
@@ -103,12 +125,14 @@ where
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let body: Bytes = read_limited(
+    // `_hold` keeps the body's share of max_inflight_bytes until it is stored.
+    let (body, _hold): (Bytes, _) = read_limited(
         inbound.body,
         content_length,
         server.max_body_bytes,
         deadline,
         server.read_timeout,
+        Some(&state.bodies),
     )
     .await?;
 

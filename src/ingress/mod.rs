@@ -5,8 +5,10 @@
 //!   source lookup -> body -> verify -> rate limit -> decode -> route -> enqueue -> 202
 //! ```
 //!
-//! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop.
+//! - [`conn`]: the accept loop, `max_connections`, `read_timeout`, graceful stop;
+//!   [`stream`]: JSON bodies for hyper's own refusals, lingering close.
 //! - [`body`]: reading a body under `max_body_bytes` and the read deadline.
+//! - [`budget`]: `max_inflight_bytes`, the body bytes held at once.
 //! - [`dedupe`]: which requests count as the same event (section 3's key).
 //! - [`handler`]: the steps above in DESIGN.md section 4's order.
 //! - [`limits`]: the per-source rate limits, checked after the signature.
@@ -17,11 +19,13 @@
 //! imports `delivery` or `targets`.
 
 pub(crate) mod body;
+pub mod budget;
 pub mod conn;
 mod dedupe;
 pub mod error;
 mod handler;
 pub mod limits;
+mod stream;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -43,6 +47,8 @@ pub struct Ingress {
     pub store: Arc<dyn DeliveryStore>,
     pub clock: Arc<dyn Clock>,
     pub limits: limits::SourceLimits,
+    /// `server.max_inflight_bytes`, shared by every request.
+    pub bodies: budget::BodyBudget,
 }
 
 /// The warp filter for every webhook request.
@@ -51,17 +57,22 @@ pub fn filter(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = Infallible> + Clone + Send + Sync + 'static
 {
     warp::path::full()
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::method())
         .and(warp::header::headers_cloned())
         .and(warp::ext::optional::<RequestStart>())
         .and(warp::body::stream())
-        .map(|path, method, headers, start, body| Inbound {
-            path,
-            method,
-            headers,
-            start,
-            body,
-        })
+        .map(
+            |path: warp::path::FullPath, query: String, method, headers, start, body| Inbound {
+                target_len: path.as_str().len()
+                    + if query.is_empty() { 0 } else { query.len() + 1 },
+                path,
+                method,
+                headers,
+                start,
+                body,
+            },
+        )
         .and(warp::any().map(move || state.clone()))
         .and_then(handler::handle)
         .recover(recover)

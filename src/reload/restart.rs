@@ -28,6 +28,18 @@ pub(super) fn keep_restart_only(new: &mut Config, running: &Config) -> Vec<&'sta
         "server.shutdown_timeout",
         new.server.shutdown_timeout != running.server.shutdown_timeout,
     );
+    keep(
+        "server.max_inflight_bytes",
+        new.server.max_inflight_bytes != running.server.max_inflight_bytes,
+    );
+    keep(
+        "server.max_header_bytes",
+        new.server.max_header_bytes != running.server.max_header_bytes,
+    );
+    keep(
+        "server.max_headers",
+        new.server.max_headers != running.server.max_headers,
+    );
     keep("admin.listen", new.admin.listen != running.admin.listen);
     keep(
         "queue.backend",
@@ -37,6 +49,9 @@ pub(super) fn keep_restart_only(new: &mut Config, running: &Config) -> Vec<&'sta
     new.server.max_connections = running.server.max_connections;
     new.server.read_timeout = running.server.read_timeout;
     new.server.shutdown_timeout = running.server.shutdown_timeout;
+    new.server.max_inflight_bytes = running.server.max_inflight_bytes;
+    new.server.max_header_bytes = running.server.max_header_bytes;
+    new.server.max_headers = running.server.max_headers;
     new.admin.listen = running.admin.listen;
     new.queue.backend = running.queue.backend.clone();
     changed

@@ -395,8 +395,14 @@ async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
         .and_then(|rest| rest.split('"').next())
         .expect("the event id in the answer");
     // What it was told was stored is stored.
-    let (status, stored) = gw.admin_get(&format!("/admin/deliveries?event_id={id}")).await;
+    let (status, stored) = gw
+        .admin_get(&format!("/admin/deliveries?event_id={id}"))
+        .await;
     assert_eq!(status, 200);
-    assert_eq!(stored["deliveries"].as_array().map(Vec::len), Some(1), "{stored}");
+    assert_eq!(
+        stored["deliveries"].as_array().map(Vec::len),
+        Some(1),
+        "{stored}"
+    );
     gw.stop().await;
 }

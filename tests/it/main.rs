@@ -9,6 +9,7 @@ mod common;
 
 mod admin_api;
 mod backlog;
+mod battery;
 mod binary;
 mod delivery;
 mod deploy;

@@ -11,6 +11,7 @@ use super::super::secret::Secret;
 use super::ctx::{Ctx, Fields, Problem};
 use super::values::{duration, positive_duration, size, socket_addr};
 
+const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
 
@@ -21,6 +22,9 @@ pub(super) fn server(cx: &mut Ctx<'_>, node: Option<&Node>) -> ServerConfig {
         read_timeout: Duration::from_secs(30),
         max_connections: 10_000,
         shutdown_timeout: Duration::from_secs(10),
+        max_inflight_bytes: 256 * MIB,
+        max_header_bytes: 64 * KIB,
+        max_headers: 100,
     };
     let Some(f) = section(cx, node, "server", SERVER_KEYS) else {
         return out;
@@ -46,6 +50,42 @@ pub(super) fn server(cx: &mut Ctx<'_>, node: Option<&Node>) -> ServerConfig {
     if let Some(v) = f.opt(cx, "shutdown_timeout", duration) {
         out.shutdown_timeout = v;
     }
+    if let Some(v) = f.opt(cx, "max_inflight_bytes", size) {
+        out.max_inflight_bytes = v;
+    }
+    // Checked against the body limit whichever of the two was set: one
+    // body at the limit must fit, or it could never be read.
+    if out.max_inflight_bytes < out.max_body_bytes {
+        let key = if f.get("max_inflight_bytes").is_some() {
+            "max_inflight_bytes"
+        } else {
+            "max_body_bytes"
+        };
+        if let Some(n) = f.get(key) {
+            cx.error(
+                n,
+                &f.path(key),
+                format!(
+                    "server.max_inflight_bytes ({}) must be at least server.max_body_bytes ({}): \
+                     a body at the limit would never fit",
+                    out.max_inflight_bytes, out.max_body_bytes
+                ),
+            );
+        }
+    }
+    if let Some(v) = f.opt(cx, "max_header_bytes", size) {
+        // hyper's read buffer cannot be smaller than 8 KiB.
+        if v < 8 * KIB {
+            if let Some(n) = f.get("max_header_bytes") {
+                cx.error(n, &f.path("max_header_bytes"), "must be at least 8KiB");
+            }
+        } else {
+            out.max_header_bytes = v;
+        }
+    }
+    if let Some(v) = f.opt(cx, "max_headers", |cx, n, p| cx.uint::<usize>(n, p, 1)) {
+        out.max_headers = v;
+    }
     out
 }
 
@@ -55,6 +95,9 @@ const SERVER_KEYS: &[&str] = &[
     "read_timeout",
     "max_connections",
     "shutdown_timeout",
+    "max_inflight_bytes",
+    "max_header_bytes",
+    "max_headers",
 ];
 
 pub(super) fn admin(cx: &mut Ctx<'_>, node: Option<&Node>) -> AdminConfig {

@@ -35,6 +35,9 @@ unmatched: [h, s, e1, e2, e3, l]
     assert_eq!(config.server.read_timeout, secs(30));
     assert_eq!(config.server.max_connections, 10_000);
     assert_eq!(config.server.shutdown_timeout, secs(10));
+    assert_eq!(config.server.max_inflight_bytes, 256 << 20);
+    assert_eq!(config.server.max_header_bytes, 64 << 10);
+    assert_eq!(config.server.max_headers, 100);
     assert_eq!(config.admin.listen.to_string(), "127.0.0.1:9090");
     assert!(config.admin.token.is_none());
     assert!(
@@ -118,7 +121,7 @@ unmatched: [h, s, e1, e2, e3, l]
 #[test]
 fn values_are_parsed() {
     let yaml = format!(
-        "{HEAD}server: {{ listen: '[::1]:80', max_body_bytes: 512KiB, read_timeout: 250ms, max_connections: 5, shutdown_timeout: 0s }}
+        "{HEAD}server: {{ listen: '[::1]:80', max_body_bytes: 512KiB, read_timeout: 250ms, max_connections: 5, shutdown_timeout: 0s, max_inflight_bytes: 1MiB, max_header_bytes: 16KiB, max_headers: 20 }}
 admin: {{ listen: 0.0.0.0:9999, token: tok }}
 queue: {{ backend: redis, url: 'redis://:pw@redis:6379/0', retention: 2h, max_pending: 7, max_bytes: 10MB }}
 dedupe: {{ window: 0s }}
@@ -139,6 +142,9 @@ routes: [{{ name: r, match: {{}}, targets: [a, b, c] }}]
     assert_eq!(config.server.read_timeout, Duration::from_millis(250));
     assert_eq!(config.server.max_connections, 5);
     assert_eq!(config.server.shutdown_timeout, Duration::ZERO);
+    assert_eq!(config.server.max_inflight_bytes, 1 << 20);
+    assert_eq!(config.server.max_header_bytes, 16 << 10);
+    assert_eq!(config.server.max_headers, 20);
     assert_eq!(config.admin.token.as_ref().unwrap().expose(), "tok");
     match &config.queue.backend {
         QueueBackend::Redis { url, prefix } => {

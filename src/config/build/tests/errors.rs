@@ -91,6 +91,10 @@ fn server_queue_errors() {
     check(vec![
         (head("server: { listen: nope }\n"), 3, "nope", "server.listen", "invalid listen address `nope`", None),
         (head("server: { max_connections: 0 }\n"), 3, "0", "server.max_connections", "must be at least 1", None),
+        (head("server: { max_inflight_bytes: 1MiB }\n"), 3, "1MiB", "server.max_inflight_bytes", "must be at least server.max_body_bytes", None),
+        (head("server: { max_body_bytes: 300MiB }\n"), 3, "300MiB", "server.max_body_bytes", "a body at the limit would never fit", None),
+        (head("server: { max_header_bytes: 4KiB }\n"), 3, "4KiB", "server.max_header_bytes", "at least 8KiB", None),
+        (head("server: { max_headers: 0 }\n"), 3, "0", "server.max_headers", "must be at least 1", None),
         (head("server: { read_timeout: 10x }\n"), 3, "10x", "server.read_timeout", "invalid duration `10x`", None),
         (head("server: { read_timeout: 0s }\n"), 3, "0s", "server.read_timeout", "must be greater than 0", None),
         (head("server: { shutdown_timeout: 10 }\n"), 3, "10", "server.shutdown_timeout", "without a unit", None),

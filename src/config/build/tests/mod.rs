@@ -25,6 +25,7 @@ server:
   max_body_bytes: 10485760        # default 10 MiB, as in the provider's own example
   read_timeout: 30s               # headers and body must arrive within it, else 408 (slowloris)
   max_connections: 10000          # beyond it new connections wait in the accept queue
+  max_inflight_bytes: 256MiB      # request bodies held in memory at once, all connections together
   shutdown_timeout: 10s
 admin:
   listen: 127.0.0.1:9090          # /healthz /readyz /metrics /admin/*
