@@ -61,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, QueueBackend};
 use crate::delivery::Dispatcher;
+use crate::delivery::activity::Activity;
 use crate::delivery::circuit_board::{CircuitBoard, RedisBoard};
 use crate::delivery::worker::WorkerContext;
 use crate::ingress::conn::{self, ConnLimits};
@@ -181,6 +182,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         limits: source_limits,
     });
+    let activity = Arc::new(Activity::new(clock.clone()));
     let dispatcher = Dispatcher::start(WorkerContext {
         live: live.clone(),
         store: store.clone(),
@@ -188,6 +190,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         budgets,
         board,
+        activity: activity.clone(),
     });
     // From here on only the reload task writes the snapshot or retunes the
     // workers; it hands the dispatcher back at shutdown.
@@ -228,6 +231,7 @@ pub async fn run_with_clock(
         clock: clock.clone(),
         listen: admin_listen,
         reload: reload_handle,
+        activity,
     });
     let admin_addr = admin_listen.to_string();
     let admin_task = tokio::spawn(conn::serve(

@@ -71,6 +71,11 @@ fn target(t: &Target) -> Value {
         "enabled": t.enabled,
         "timeout_ms": t.timeout.as_millis() as u64,
         "concurrency": t.concurrency,
+        "rate_limit": t.rate_limit.map(|r| json!({ "per_second": r.per_second, "burst": r.burst })),
+        "circuit_breaker": {
+            "failures": t.circuit_breaker.failures,
+            "cooldown_ms": t.circuit_breaker.cooldown.as_millis() as u64,
+        },
         "retry": match &t.retry.backoff {
             Backoff::Schedule { delays, max_attempts } => json!({
                 "schedule_ms": delays.iter().map(|d| d.as_millis() as u64).collect::<Vec<_>>(),

@@ -107,7 +107,7 @@ fn not_found() -> Response {
     )
 }
 
-fn store_error(e: &StoreError) -> Response {
+pub(super) fn store_error(e: &StoreError) -> Response {
     match e {
         StoreError::InvalidCursor => error_response(
             StatusCode::BAD_REQUEST,

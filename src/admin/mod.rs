@@ -6,6 +6,7 @@
 //! | `GET /readyz` | 200 when the config is loaded and the queue is writable, else 503 |
 //! | `GET /metrics` | Prometheus text exposition 0.0.4 |
 //! | `GET /admin/config` | the loaded config, secrets redacted, and the last reload error |
+//! | `GET /admin/targets` | each target: depth by state, oldest unfinished delivery, circuit, rate limit, recent outcomes |
 //! | `POST /admin/reload` | reload the config file now: 200 `{"version"}` or 422 `invalid_config` |
 //! | `GET /admin/deliveries` | deliveries, newest first; `state`, `target`, `event_id`, `limit`, `cursor` |
 //! | `GET /admin/deliveries/{id}` | one delivery with every attempt and its event |
@@ -24,6 +25,7 @@ mod config_view;
 mod console;
 mod deliveries;
 mod dry_run;
+mod overview;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -37,6 +39,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::clock::Clock;
+use crate::delivery::activity::Activity;
 use crate::error_body::error_response;
 use crate::metrics::{self, NameLabel};
 use crate::queue::DeliveryStore;
@@ -54,6 +57,8 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Asks the reload task to reload, and reads its last error.
     pub reload: ReloadHandle,
+    /// What each target did lately (`GET /admin/targets`).
+    pub activity: Arc<Activity>,
 }
 
 pub fn filter(
@@ -101,6 +106,10 @@ pub fn filter(
             ))
             .into_response()
         });
+    let targets = warp::path!("targets")
+        .and(warp::get())
+        .and(with_state.clone())
+        .then(overview::targets);
     let reload = warp::path!("reload")
         .and(warp::post())
         .and(with_state.clone())
@@ -136,6 +145,8 @@ pub fn filter(
         .and(warp::body::stream())
         .then(dry_run::route);
     let api = config
+        .or(targets)
+        .unify()
         .or(reload)
         .unify()
         .or(list)

@@ -15,6 +15,7 @@ use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::WorkerContext;
+use super::activity::Outcome;
 use super::gate::Signal;
 use super::retry;
 use super::runtime::TargetShared;
@@ -157,6 +158,13 @@ pub async fn run(
         }
     };
     metrics::delivery_attempt(&claim.target, label, elapsed.as_secs_f64());
+    shared
+        .activity
+        .count(if matches!(next, NextState::Delivered) {
+            Outcome::Delivered
+        } else {
+            Outcome::Failed
+        });
     complete(&ctx, &claim, record, next).await;
 }
 

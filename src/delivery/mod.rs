@@ -10,6 +10,7 @@
 //!
 //! Never imports `ingress`.
 
+pub mod activity;
 mod attempt;
 pub mod circuit_board;
 pub mod gate;
@@ -36,6 +37,7 @@ use crate::queue::{DeadReason, DeliveryStore};
 use crate::rate_limit::CellBudgets;
 use crate::snapshot::{LiveConfig, Snapshot};
 use crate::targets::Senders;
+use activity::Activity;
 use circuit_board::CircuitBoard;
 use runtime::{Settings, TargetRuntime};
 
@@ -49,6 +51,8 @@ pub struct WorkerContext {
     pub budgets: Arc<dyn CellBudgets>,
     /// Where replicas share their targets' circuit state (`None`: alone).
     pub board: Option<Arc<dyn CircuitBoard>>,
+    /// What each target did lately (the admin overview reads it).
+    pub activity: Arc<Activity>,
 }
 
 /// Runs the per-target workers, one [`TargetRuntime`] per enabled target.
@@ -114,6 +118,9 @@ impl Dispatcher {
                 }
             }
         }
+        self.ctx
+            .activity
+            .retain(|name| snapshot.config.target_by_name(name).is_some());
         self.tasks.spawn(sweep_removed_targets(self.ctx.clone()));
     }
 

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::activity::TargetActivity;
 use super::circuit_board::CircuitBoard;
 use super::gate::{Admission, Gate, Signal};
 use super::hand_off::HandOffLane;
@@ -63,6 +64,8 @@ pub struct TargetShared {
     /// Notified by [`TargetRuntime::retune`]: a worker that set permits aside
     /// for hand-offs gives them back and looks at its limits again.
     pub retuned: Notify,
+    /// Its recent outcomes and circuit state, for the admin overview.
+    pub activity: Arc<TargetActivity>,
 }
 
 /// One running target, as the dispatcher holds it.
@@ -84,11 +87,19 @@ impl TargetRuntime {
         tasks: &mut JoinSet<()>,
     ) -> TargetRuntime {
         let settings = Settings::of(target);
+        let activity = ctx.activity.target(&target.name);
+        activity.set_circuit_open(false);
         let shared = Arc::new(TargetShared {
             name: target.name.clone(),
-            gate: TargetGate::new(&target.name, settings.breaker, ctx.board.clone()),
+            gate: TargetGate::new(
+                &target.name,
+                settings.breaker,
+                ctx.board.clone(),
+                activity.clone(),
+            ),
             permits: Arc::new(Semaphore::new(settings.concurrency)),
             retuned: Notify::new(),
+            activity,
         });
         metrics::circuit_open(&target.name, false);
         let (rate_limit, follows) = watch::channel(settings.rate_limit);
@@ -230,6 +241,7 @@ pub struct TargetGate {
     target: String,
     gate: Mutex<Gate>,
     board: Option<Arc<dyn CircuitBoard>>,
+    activity: Arc<TargetActivity>,
     /// This replica holds the board's probe turn.
     probing: AtomicBool,
     /// Notified when an outcome was recorded (a probe came back, a pause was set).
@@ -241,11 +253,13 @@ impl TargetGate {
         target: &str,
         settings: CircuitBreaker,
         board: Option<Arc<dyn CircuitBoard>>,
+        activity: Arc<TargetActivity>,
     ) -> TargetGate {
         TargetGate {
             target: target.to_owned(),
             gate: Mutex::new(Gate::new(settings)),
             board,
+            activity,
             probing: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -329,6 +343,7 @@ impl TargetGate {
     fn circuit_changed(&self, open: bool, by: &str) {
         let target = &self.target;
         metrics::circuit_open(target, open);
+        self.activity.set_circuit_open(open);
         if open {
             tracing::warn!(%target, by, "circuit opened: deliveries wait without spending attempts");
         } else {

@@ -31,6 +31,7 @@ use tokio::task::{Id, JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 pub use super::WorkerContext;
+use super::activity::Outcome;
 use super::attempt;
 use super::gate::Admission;
 use super::hand_off::HandOffLane;
@@ -130,7 +131,11 @@ pub async fn run(
                 idle(ctx, shared, attempts, lane, false, &wake, stop).await;
                 continue;
             }
-            match limits.first_cell(stop).await {
+            let cell = limits.first_cell(stop).await;
+            if cell == Cell::AfterWait {
+                shared.activity.count(Outcome::RateLimited);
+            }
+            match cell {
                 Cell::Stopped => {
                     if admission == Admission::Probe {
                         gate.lock().probe_unused();

@@ -8,6 +8,8 @@
 //!   whose headers never finish; the body's deadline is counted from the
 //!   request's first byte, which [`TimedStream`] records, and a body that is
 //!   not complete by then is answered 408 (see `body.rs`).
+//! - Half-closed clients (request sent, then `shutdown(SHUT_WR)`) are
+//!   answered: the event is stored, so the client must hear the 202.
 //! - Shutdown: stop accepting, let in-flight requests finish (hyper-util's
 //!   graceful watcher), up to the caller's deadline; then close the rest and
 //!   return only when every connection task is gone.
@@ -105,6 +107,10 @@ pub async fn serve<S>(
         let conn = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(limits.read_timeout)
+            // A client that sends its whole request and then shuts down its
+            // write side still gets the answer: without this, hyper drops
+            // the response of a request the service has already stored.
+            .half_close(true)
             .serve_connection(TokioIo::new(timed), handler);
         let conn = graceful.watch(conn);
         connections.spawn(async move {

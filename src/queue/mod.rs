@@ -167,6 +167,11 @@ pub trait DeliveryRecords: Send + Sync + 'static {
     /// [`BULK_BATCH`] rows. Returns how many deliveries were deleted.
     fn purge_dead(&self, target: Option<&str>) -> StoreFuture<'_, u64>;
 
+    /// For each of `targets`, in order: its depth by state (from the store's
+    /// counters) and when its oldest unfinished delivery was accepted. A
+    /// target with no deliveries gets zeros and `None`.
+    fn target_queues(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<TargetQueue>>;
+
     /// Every target name that has `pending`, `retrying` or `in_flight` deliveries.
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>>;
 

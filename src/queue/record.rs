@@ -287,6 +287,26 @@ pub struct DeliveryPage {
     pub next: Option<String>,
 }
 
+/// One target's queue as the admin overview shows it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetQueue {
+    /// Its deliveries in each state, in the order of [`DeliveryState::ALL`].
+    pub depth: [u64; 5],
+    /// When the oldest of its deliveries not yet delivered or dead
+    /// (`pending`, `in_flight` or `retrying`) was accepted.
+    pub oldest_waiting_ms: Option<i64>,
+}
+
+impl TargetQueue {
+    /// The count of one state.
+    pub fn count(&self, state: DeliveryState) -> u64 {
+        DeliveryState::ALL
+            .iter()
+            .position(|s| *s == state)
+            .map_or(0, |i| self.depth[i])
+    }
+}
+
 /// The outcome of replaying one delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplayResult {

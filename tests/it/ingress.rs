@@ -369,3 +369,34 @@ async fn probes_answer() {
     assert_eq!(common::get_status(&gw.admin_url("/readyz")).await, 200);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_half_closes_after_its_request_still_gets_the_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let gw = gateway(dir.path(), "").await;
+    let body = event("status-changed", "VOICE", "ended", "half-closed");
+    let sig = sign(SECRET, body.as_bytes());
+    let mut stream = TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "POST /webhooks/outrival HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.shutdown().await.unwrap(); // FIN: nothing more from this client
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .expect("an answer before the timeout")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let id = answer
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the event id in the answer");
+    // What it was told was stored is stored.
+    let (status, stored) = gw.admin_get(&format!("/admin/deliveries?event_id={id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(stored["deliveries"].as_array().map(Vec::len), Some(1), "{stored}");
+    gw.stop().await;
+}

@@ -19,6 +19,7 @@ mod limits_source;
 mod limits_target;
 mod log_target;
 mod metrics;
+mod overview;
 mod pressure;
 mod redaction;
 mod reload;

@@ -82,6 +82,9 @@ impl Harness {
             clock: Arc::new(SystemClock),
             budgets: Arc::new(LocalBudgets),
             board: None,
+            activity: Arc::new(crate::delivery::activity::Activity::new(Arc::new(
+                SystemClock,
+            ))),
         });
         Harness {
             dir,

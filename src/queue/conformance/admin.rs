@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::*;
 use crate::queue::{
     BULK_BATCH, Backlog, DeadReason, DedupeKey, DeliveryQuery, DeliveryState, DeliveryStore,
-    Enqueued, ReplayResult, StoreError,
+    Enqueued, ReplayResult, StoreError, TargetQueue,
 };
 
 /// Enqueue one event per target and make each delivery dead (permanent).
@@ -413,4 +413,46 @@ pub async fn prune_removes_old_delivered_records_only(store: Arc<dyn DeliverySto
         detail(&*store, fresh.deliveries[0].id).await.record.state,
         DeliveryState::Pending
     );
+}
+
+pub async fn target_queues_count_states_and_find_the_oldest_waiting(store: Arc<dyn DeliveryStore>) {
+    let names = || vec!["a".to_owned(), "b".to_owned(), "never".to_owned()];
+    let empty = store.target_queues(names()).await.expect("queues");
+    assert_eq!(empty, vec![TargetQueue::default(); 3]);
+
+    enqueue(&*store, &event("s", T0, b"{}", &["a", "b"])).await;
+    enqueue(&*store, &event("s", T0 + 5, b"{}", &["a"])).await;
+    // An attempt in flight is still unfinished: the oldest stays T0.
+    let first_a = claim(&*store, "a", T0 + 10, 1).await.remove(0);
+    let b = claim(&*store, "b", T0 + 10, 1).await.remove(0);
+    store
+        .complete(done(
+            &b,
+            attempt(T0 + 10, Some(400), None, None),
+            NextState::Dead(DeadReason::PermanentStatus),
+        ))
+        .await
+        .expect("complete");
+    let queues = store.target_queues(names()).await.expect("queues");
+    assert_eq!(queues[0].count(DeliveryState::Pending), 1);
+    assert_eq!(queues[0].count(DeliveryState::InFlight), 1);
+    assert_eq!(queues[0].oldest_waiting_ms, Some(T0));
+    assert_eq!(queues[1].count(DeliveryState::Dead), 1);
+    assert_eq!(
+        queues[1].oldest_waiting_ms, None,
+        "a dead letter is finished"
+    );
+    assert_eq!(queues[2], TargetQueue::default());
+
+    store
+        .complete(done(
+            &first_a,
+            attempt(T0 + 20, Some(200), None, None),
+            NextState::Delivered,
+        ))
+        .await
+        .expect("complete");
+    let queues = store.target_queues(names()).await.expect("queues");
+    assert_eq!(queues[0].oldest_waiting_ms, Some(T0 + 5));
+    assert_eq!(queues[0].depth, [1, 0, 0, 1, 0]);
 }

@@ -67,6 +67,7 @@ macro_rules! delivery_store_conformance {
             dedupe_keys_accept_an_event_once_per_window,
             backlog_counts_and_limits,
             prune_removes_old_delivered_records_only,
+            target_queues_count_states_and_find_the_oldest_waiting,
         );
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {

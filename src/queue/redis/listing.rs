@@ -81,6 +81,66 @@ impl Shared {
         Ok(out)
     }
 
+    /// For each target, when its oldest unfinished delivery was accepted:
+    /// the lowest sequence of its `s:pending`, `s:retrying` and
+    /// `s:in_flight` sets, then that record's creation time (two round trips).
+    pub(super) async fn oldest_waiting(
+        &self,
+        targets: &[String],
+    ) -> Result<Vec<Option<i64>>, StoreError> {
+        const WAITING: [&str; 3] = ["s:pending", "s:retrying", "s:in_flight"];
+        if targets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for t in targets {
+            for set in WAITING {
+                pipe.cmd("ZRANGE")
+                    .arg(keys::target(&self.prefix, t, set))
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES");
+            }
+        }
+        let firsts: Vec<Vec<(String, i64)>> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| redis_error(&e))?;
+        let oldest: Vec<Option<String>> = firsts
+            .chunks(WAITING.len())
+            .map(|sets| {
+                sets.iter()
+                    .flatten()
+                    .min_by_key(|(_, seq)| *seq)
+                    .map(|(id, _)| id.clone())
+            })
+            .collect();
+        let found: Vec<(usize, &String, String)> = targets
+            .iter()
+            .zip(oldest)
+            .enumerate()
+            .filter_map(|(i, (t, id))| Some((i, t, id?)))
+            .collect();
+        let mut out = vec![None; targets.len()];
+        if found.is_empty() {
+            return Ok(out);
+        }
+        let mut pipe = redis::pipe();
+        for (_, t, id) in &found {
+            pipe.cmd("HGET")
+                .arg(keys::target(&self.prefix, t, &format!("d:{id}")))
+                .arg("c");
+        }
+        let created: Vec<Option<i64>> = pipe
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(|e| redis_error(&e))?;
+        for ((i, _, _), c) in found.iter().zip(created) {
+            out[*i] = c;
+        }
+        Ok(out)
+    }
+
     /// Up to `n` (sequence, target, id) of the newest deliveries before
     /// `before` matching `q`, newest first.
     async fn candidates(

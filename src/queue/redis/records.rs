@@ -10,7 +10,7 @@ use super::error::redis_error;
 use super::{RedisStore, Shared, id_text, keys};
 use crate::queue::{
     BULK_BATCH, Backlog, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage, DeliveryQuery,
-    DeliveryRecords, DeliveryState, ReplayResult, StoreError, StoreFuture,
+    DeliveryRecords, DeliveryState, ReplayResult, StoreError, StoreFuture, TargetQueue,
 };
 
 /// One bulk operation of `bulk.lua`, with its own arguments.
@@ -210,6 +210,28 @@ impl DeliveryRecords for RedisStore {
             self.shared
                 .on_targets(target.as_deref(), &Bulk::PurgeDead)
                 .await
+        })
+    }
+
+    fn target_queues(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<TargetQueue>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            let depths = s.depths(&targets, &DeliveryState::ALL).await?;
+            let oldest = s.oldest_waiting(&targets).await?;
+            Ok(depths
+                .into_iter()
+                .zip(oldest)
+                .map(|(counts, oldest_waiting_ms)| {
+                    let mut depth = [0; 5];
+                    for (slot, n) in depth.iter_mut().zip(counts) {
+                        *slot = n;
+                    }
+                    TargetQueue {
+                        depth,
+                        oldest_waiting_ms,
+                    }
+                })
+                .collect())
         })
     }
 

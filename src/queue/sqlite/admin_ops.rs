@@ -243,6 +243,21 @@ pub(super) fn targets_with_work(conn: &Connection) -> rusqlite::Result<Vec<Strin
     stmt.query_map([], |r| r.get(0))?.collect()
 }
 
+/// When the oldest unfinished delivery of `target` was accepted. `seq` is
+/// acceptance order and every index holds it, so each half reads only the
+/// target's entries of one partial index (waiting rows, leases), never the
+/// table, and one row is looked up at the end.
+pub(super) fn oldest_waiting(conn: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT created_at FROM deliveries WHERE seq = (SELECT MIN(s) FROM (
+             SELECT MIN(seq) AS s FROM deliveries
+              WHERE target = ?1 AND state IN ('pending', 'retrying')
+             UNION ALL
+             SELECT MIN(seq) FROM deliveries WHERE target = ?1 AND state = 'in_flight'))",
+    )?;
+    stmt.query_row([target], |r| r.get(0)).optional()
+}
+
 fn batch_limit(limit: usize) -> i64 {
     i64::try_from(limit.max(1)).unwrap_or(i64::MAX)
 }

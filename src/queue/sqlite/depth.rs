@@ -134,6 +134,11 @@ impl Depth {
         }
     }
 
+    /// Every state's count of one target, in the order of [`STATES`].
+    pub(super) fn of(&self, target: &str) -> [u64; 5] {
+        self.counts.get(target).copied().unwrap_or_default()
+    }
+
     /// The count of one target and state.
     pub(super) fn get(&self, target: &str, state: DeliveryState) -> u64 {
         self.counts.get(target).map_or(0, |c| c[slot(state)])

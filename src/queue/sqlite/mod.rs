@@ -42,7 +42,7 @@ use self::writer::{Op, Reply};
 use crate::queue::{
     BULK_BATCH, Backlog, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
     DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecords, Enqueued, HandOffInbox, HandOffs,
-    LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture, WorkSignal,
+    LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture, TargetQueue, WorkSignal,
 };
 
 /// What the handle and the writer thread share.
@@ -383,6 +383,30 @@ impl DeliveryRecords for SqliteStore {
 
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {
         self.read(ReadOp::TargetsWithWork)
+    }
+
+    fn target_queues(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<TargetQueue>> {
+        Box::pin(async move {
+            let depths: Vec<[u64; 5]> = {
+                let depth = self
+                    .shared
+                    .depth
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                targets.iter().map(|t| depth.of(t)).collect()
+            };
+            let oldest = self
+                .read(|reply| ReadOp::OldestWaiting(targets, reply))
+                .await?;
+            Ok(depths
+                .into_iter()
+                .zip(oldest)
+                .map(|(depth, oldest_waiting_ms)| TargetQueue {
+                    depth,
+                    oldest_waiting_ms,
+                })
+                .collect())
+        })
     }
 
     fn dead_letter_target(

@@ -19,6 +19,7 @@ use crate::queue::{DeliveryPage, DeliveryQuery, StoreError};
 pub(super) enum ReadOp {
     List(DeliveryQuery, Reply<DeliveryPage>),
     TargetsWithWork(Reply<Vec<String>>),
+    OldestWaiting(Vec<String>, Reply<Vec<Option<i64>>>),
 }
 
 /// A read-only connection to the queue file (opened after the writer has
@@ -49,6 +50,14 @@ pub(super) fn run(conn: Connection, rx: Receiver<ReadOp>) {
                     None => StoreError::InvalidCursor,
                     Some(e) => StoreError::Unavailable(db_err(e)),
                 });
+                let _ = reply.send(result);
+            }
+            ReadOp::OldestWaiting(targets, reply) => {
+                let result = targets
+                    .iter()
+                    .map(|t| admin_ops::oldest_waiting(&conn, t))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| StoreError::Unavailable(db_err(e)));
                 let _ = reply.send(result);
             }
             ReadOp::TargetsWithWork(reply) => {

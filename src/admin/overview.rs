@@ -1,0 +1,76 @@
+//! `GET /admin/targets`: every configured target at a glance, for the
+//! console's overview and for a person with `curl`.
+//!
+//! Beside each target's settings that matter when it misbehaves (enabled,
+//! rate limit), it puts what the store knows (depth by state, the oldest
+//! unfinished delivery) and what this process saw lately
+//! ([`crate::delivery::activity`]: attempts delivered and failed, rate-limit
+//! waits, the circuit). The store's part is shared by every replica; the
+//! activity part is this replica's own.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use warp::Reply;
+use warp::reply::Response;
+
+use super::Admin;
+use super::deliveries::store_error;
+use crate::clock::format_rfc3339_ms;
+use crate::config::Target;
+use crate::delivery::activity::{Recent, WINDOW_SECONDS};
+use crate::queue::{DeliveryState, TargetQueue};
+
+pub async fn targets(state: Arc<Admin>) -> Response {
+    let snapshot = state.live.load_full();
+    let targets = &snapshot.config.targets;
+    let names = targets.iter().map(|t| t.name.clone()).collect();
+    let queues = match state.store.target_queues(names).await {
+        Ok(queues) => queues,
+        Err(e) => return store_error(&e),
+    };
+    let now_ms = state.clock.now_ms();
+    let rows: Vec<Value> = targets
+        .iter()
+        .zip(queues)
+        .map(|(target, queue)| {
+            let activity = state.activity.get(&target.name);
+            let circuit_open = activity.as_ref().is_some_and(|a| a.circuit_open());
+            let recent = activity.map(|a| a.recent()).unwrap_or_default();
+            row(target, &queue, circuit_open, recent, now_ms)
+        })
+        .collect();
+    warp::reply::json(&json!({ "window_seconds": WINDOW_SECONDS, "targets": rows })).into_response()
+}
+
+fn row(
+    target: &Target,
+    queue: &TargetQueue,
+    circuit_open: bool,
+    recent: Recent,
+    now_ms: i64,
+) -> Value {
+    let depth: serde_json::Map<String, Value> = DeliveryState::ALL
+        .iter()
+        .map(|s| (s.as_str().to_owned(), json!(queue.count(*s))))
+        .collect();
+    json!({
+        "name": target.name,
+        "kind": target.kind_name(),
+        "enabled": target.enabled,
+        "depth": depth,
+        "oldest_waiting_at": queue.oldest_waiting_ms.map(format_rfc3339_ms),
+        "oldest_waiting_age_seconds": queue
+            .oldest_waiting_ms
+            .map(|at| (now_ms.saturating_sub(at)).max(0) as f64 / 1000.0),
+        "circuit": if circuit_open { "open" } else { "closed" },
+        "rate_limit": target
+            .rate_limit
+            .map(|r| json!({ "per_second": r.per_second, "burst": r.burst })),
+        "recent": {
+            "delivered": recent.delivered,
+            "failed": recent.failed,
+            "rate_limited": recent.rate_limited,
+        },
+    })
+}
