@@ -10,6 +10,7 @@ mod common;
 mod admin_api;
 mod backlog;
 mod binary;
+mod console;
 mod delivery;
 mod deploy;
 mod email;
