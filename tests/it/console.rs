@@ -84,6 +84,11 @@ fn delivery_to(accepted: &Value, target: &str) -> String {
         .to_owned()
 }
 
+/// The id of the first row of the deliveries table (a JavaScript expression).
+const ROW_ID_EXPR: &str = "document.querySelector('#deliveries tbody tr')?.dataset.id";
+/// The same, as a script that answers it (null until the row is there).
+const ROW_ID: &str = "return document.querySelector('#deliveries tbody tr')?.dataset.id ?? null";
+
 /// `document.querySelector(css)` as a JavaScript expression.
 fn q(css: &str) -> String {
     format!(
@@ -119,7 +124,6 @@ async fn an_operator_signs_in_sees_a_dead_delivery_and_replays_it() {
         "getComputedStyle(document.getElementById('nav')).visibility === 'hidden'",
     )
     .await;
-    shots.push(b.screenshot("01-sign-in").await);
     b.type_into("#token", "not-the-token").await;
     b.click("#sign-in").await;
     b.wait_until(
@@ -127,6 +131,7 @@ async fn an_operator_signs_in_sees_a_dead_delivery_and_replays_it() {
         &format!("{}?.textContent.includes('refused')", q("#signin-error")),
     )
     .await;
+    shots.push(b.screenshot("01-sign-in").await);
     b.type_into("#token", TOKEN).await;
     b.click("#sign-in").await;
     b.wait_for("#targets tr[data-target='crm']").await;
@@ -144,13 +149,10 @@ async fn an_operator_signs_in_sees_a_dead_delivery_and_replays_it() {
     b.click("#nav-deliveries").await;
     b.wait_for("#filters").await;
     b.choose("#f-state", "dead").await;
-    b.wait_until("state=dead applied", "location.hash.includes('state=dead') && document.querySelector('[data-testid=empty], #deliveries')").await;
+    b.wait_for("#deliveries-list[data-state='dead']:not([data-target='crm']) :is([data-testid='empty'], #deliveries)").await;
     b.choose("#f-target", "crm").await;
-    b.wait_until(
-        "target=crm applied",
-        "location.hash.includes('target=crm') && document.querySelector('[data-testid=empty]')",
-    )
-    .await;
+    b.wait_for("#deliveries-list[data-state='dead'][data-target='crm'] [data-testid='empty']")
+        .await;
     let r = post_signed(
         &gw.url("/webhooks/outrival"),
         &event("status-changed", "VOICE", "ended", "c-1"),
@@ -220,6 +222,32 @@ async fn an_operator_signs_in_sees_a_dead_delivery_and_replays_it() {
     b.wait_for("[data-testid='timeline'] li[data-n='4'].succeeded")
         .await;
     shots.push(b.screenshot("04-delivery-replayed").await);
+
+    // Cursor paging, one row a page: newest first, Older, then Newer back.
+    b.goto(&gw.admin_url("/ui/#/deliveries?limit=1")).await;
+    b.wait_for("#deliveries tbody tr").await;
+    let mut pages = vec![b.js(ROW_ID).await];
+    for _ in 0..2 {
+        b.click("#older").await;
+        let seen = serde_json::to_string(&pages).expect("ids");
+        b.wait_until(
+            "the next page",
+            &format!("location.hash.includes('cursor=') && (id => id && !{seen}.includes(id))({ROW_ID_EXPR})"),
+        )
+        .await;
+        pages.push(b.js(ROW_ID).await);
+    }
+    let mut ids: Vec<&str> = pages.iter().filter_map(Value::as_str).collect();
+    ids.sort_unstable();
+    let mut want = [dead_id.as_str(), waiting_id.as_str(), refused_id.as_str()];
+    want.sort_unstable();
+    assert_eq!(ids, want, "three pages of one, each delivery once");
+    b.click("#newer").await;
+    b.wait_until(
+        "the page before",
+        &format!("{ROW_ID_EXPR} === {}", pages[1]),
+    )
+    .await;
 
     // Actions: an unknown id is 404, a delivery still retrying is 409.
     b.click("#nav-actions").await;

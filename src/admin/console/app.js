@@ -1,7 +1,7 @@
 // The console's entry point: sign-in, the hash router, the nav bar and the
 // live refresh loop. Each view lives in views/*.js and renders into <main>.
 //
-// Routes: #/overview, #/deliveries?state=&target=&event_id=&cursor=,
+// Routes: #/overview, #/deliveries?state=&target=&event_id=&cursor=&limit=,
 // #/delivery/<id>, #/actions?target=, #/config, #/try.
 
 import * as api from "./api.js";

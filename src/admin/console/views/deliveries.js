@@ -6,6 +6,7 @@
 import * as api from "../api.js";
 import { h, fill, header, table, link, route, when, relative, stateBadge, select, errorBox, STATES, num } from "../dom.js";
 
+/** Rows per page; `limit=` in the hash picks another (the API clips at 1000). */
 const PAGE = 50;
 const REFRESH_MS = 4000;
 
@@ -77,8 +78,11 @@ export default {
   async render(main, ctx) {
     const p = ctx.params;
     const filters = { state: p.get("state") || "", target: p.get("target") || "", event_id: p.get("event_id") || "" };
+    // Kept in every link of this view, but not a filter of its own.
+    const limit = Math.min(Math.max(parseInt(p.get("limit"), 10) || PAGE, 1), 1000);
+    const pageSize = limit === PAGE ? "" : String(limit);
     const cursor = p.get("cursor") || "";
-    const key = JSON.stringify(filters);
+    const key = JSON.stringify({ ...filters, limit });
     // Page one has nothing newer: forget a trail left by earlier paging.
     if (!cursor) previous.delete(key);
     const stack = previous.get(key) || [];
@@ -101,14 +105,19 @@ export default {
     );
     form.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      ctx.go(route("deliveries", { state: stateSel.value, target: targetSel.value, event_id: eventInput.value.trim() }));
+      ctx.go(route("deliveries", { state: stateSel.value, target: targetSel.value, event_id: eventInput.value.trim(), limit: pageSize }));
     });
     // Changing a select applies at once; the event id waits for Enter or Apply.
     for (const s of [stateSel, targetSel]) s.addEventListener("change", () => form.requestSubmit());
 
     const live = h("input", { type: "checkbox", id: "live-toggle", checked: !cursor });
     const liveLabel = h("label", { class: "toggle", title: "Refresh the first page every few seconds" }, live, " Live");
-    const list = h("div", { class: "list" }, h("p", { class: "muted loading" }, "Loading…"));
+    // The filters it shows, on the list itself: a reader (or a test) can tell this page from the one before.
+    const list = h(
+      "div",
+      { class: "list", id: "deliveries-list", "data-state": filters.state, "data-target": filters.target },
+      h("p", { class: "muted loading" }, "Loading…"),
+    );
     const pager = h("div", { class: "pager" });
     const hint = filters.state === "dead"
       ? h("p", { class: "hint" }, "Dead letters can be replayed or purged together under ", link(route("actions", { target: filters.target }), "Actions"), ".")
@@ -117,7 +126,7 @@ export default {
     fill(main, header("Deliveries", "Newest first.", cursor ? null : liveLabel), form, hint, list, pager);
 
     const load = async () => {
-      const answer = await api.get("/admin/deliveries", { ...filters, limit: PAGE, cursor });
+      const answer = await api.get("/admin/deliveries", { ...filters, limit, cursor });
       if (!ctx.alive()) return "stop";
       if (!answer.ok) {
         fill(list, errorBox(answer, "deliveries"));
@@ -134,15 +143,15 @@ export default {
         ? h("button", { type: "button", id: "newer", on: { click: () => {
             const prev = stack.pop();
             previous.set(key, stack);
-            ctx.go(route("deliveries", { ...filters, cursor: prev }));
+            ctx.go(route("deliveries", { ...filters, limit: pageSize, cursor: prev }));
           } } }, "← Newer")
         : cursor
-          ? link(route("deliveries", filters), "← Newest", { class: "button", id: "newest" })
+          ? link(route("deliveries", { ...filters, limit: pageSize }), "← Newest", { class: "button", id: "newest" })
           : null;
       const older = answer.body.next
         ? h("button", { type: "button", id: "older", on: { click: () => {
             previous.set(key, [...stack, cursor]);
-            ctx.go(route("deliveries", { ...filters, cursor: answer.body.next }));
+            ctx.go(route("deliveries", { ...filters, limit: pageSize, cursor: answer.body.next }));
           } } }, "Older →")
         : null;
       fill(pager, newer, h("span", { class: "muted" }, `${items.length} shown`), older);
