@@ -151,8 +151,9 @@ export function header(title, subtitle, ...controls) {
  * The API's answer to an action: `METHOD path → status`, then the body. Its
  * `data-status` carries the number so tests and people read the same thing.
  * `collapsed`: the body folded away (when the view renders it nicely too);
- * by default only a long success is folded (a replayed delivery's record),
- * while errors and short answers (`{"replayed": 3}`) stay in sight.
+ * by default a long success (a replayed delivery's record) and an error body
+ * that is just `{error, message}` (the line above it says both) are folded;
+ * short answers (`{"replayed": 3}`) and anything else stay in sight.
  */
 export function answerPanel(answer, { collapsed } = {}) {
   const cls = answer.status === 0 ? "err" : answer.ok ? "ok" : answer.status < 500 ? "warn" : "err";
@@ -164,7 +165,10 @@ export function answerPanel(answer, { collapsed } = {}) {
   const hasBody = answer.body !== null && answer.body !== "";
   const text = hasBody ? pretty(answer.body) : "";
   const body = hasBody ? h("pre", { class: "answer-body" }, text) : null;
-  if (collapsed === undefined) collapsed = answer.ok && text.split("\n").length > 8;
+  if (collapsed === undefined) {
+    const plainError = !answer.ok && answer.body && typeof answer.body === "object" && Object.keys(answer.body).every((k) => k === "error" || k === "message");
+    collapsed = (answer.ok && text.split("\n").length > 8) || Boolean(plainError);
+  }
   return h(
     "div",
     { class: `answer answer-${cls}`, "data-testid": "answer", "data-status": answer.status, role: "status" },

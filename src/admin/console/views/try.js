@@ -125,7 +125,7 @@ export default {
       const query = sources.length > 1 ? { source: sourceSel.value } : {};
       const answer = await api.post("/admin/route", query, editor.value);
       if (!ctx.alive()) return;
-      fill(out, answerPanel(answer, { collapsed: answer.ok }));
+      fill(out, answerPanel(answer, answer.ok ? { collapsed: true } : {}));
       fill(res, answer.ok ? result(answer.body) : null);
     });
     const format = h("button", { type: "button", id: "try-format", on: { click: () => {
