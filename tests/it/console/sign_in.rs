@@ -1,7 +1,8 @@
 //! The console's sign-in beyond the first: a token rotated by a reload under
-//! an open page, and a loopback gateway with no token, where the page opens
-//! without asking.
+//! an open page, a loopback gateway with no token, where the page opens
+//! without asking, and a public one with none, whose 403 the page explains.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -87,6 +88,36 @@ async fn without_a_token_on_loopback_the_console_opens_directly() {
             .await,
         "none"
     );
+    b.close().await;
+    gw.stop().await;
+}
+
+/// A listener on every interface with no admin.token: the API answers 403
+/// `admin_token_required`, and the page says so instead of asking for a token.
+#[tokio::test]
+async fn a_public_admin_listener_without_a_token_shows_the_403() {
+    let Some(mut b) = Browser::start(1280, 800).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let rest = "targets:\n  audit: { kind: log }\nroutes:\n  - { name: all, match: {}, targets: [audit] }\n";
+    let gw = Gateway::start_with(
+        dir.path(),
+        &common::config_yaml(dir.path(), rest),
+        Arc::new(hookgate::clock::SystemClock),
+        "0.0.0.0:0",
+    )
+    .await;
+    b.goto(&gw.admin_url("/ui/")).await;
+    let problem = b.text("[data-testid='problem'][data-status='403']").await;
+    assert!(problem.contains("admin_token_required"), "{problem}");
+    assert!(problem.contains("set admin.token"), "{problem}");
+    assert_eq!(
+        b.js("return document.querySelectorAll('#signin-form').length")
+            .await,
+        0
+    );
+    b.screenshot("13-admin-closed").await;
     b.close().await;
     gw.stop().await;
 }
