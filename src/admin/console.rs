@@ -41,6 +41,46 @@ const ASSETS: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         body: include_str!("console/style.css"),
     },
+    Asset {
+        path: "api.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/api.js"),
+    },
+    Asset {
+        path: "dom.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/dom.js"),
+    },
+    Asset {
+        path: "views/overview.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/views/overview.js"),
+    },
+    Asset {
+        path: "views/deliveries.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/views/deliveries.js"),
+    },
+    Asset {
+        path: "views/delivery.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/views/delivery.js"),
+    },
+    Asset {
+        path: "views/actions.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/views/actions.js"),
+    },
+    Asset {
+        path: "views/config.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/views/config.js"),
+    },
+    Asset {
+        path: "views/try.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("console/views/try.js"),
+    },
 ];
 
 /// Only this origin's script, style and `fetch`; no frames, forms or plugins.

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod redis;
 pub mod sink;
 pub mod smtp;

@@ -11,6 +11,7 @@ mod admin_api;
 mod backlog;
 mod battery;
 mod binary;
+mod console;
 mod delivery;
 mod deploy;
 mod email;
