@@ -40,6 +40,7 @@ mod error_body;
 pub mod event;
 pub mod ingress;
 pub mod metrics;
+mod panics;
 pub mod preview;
 pub mod queue;
 pub mod rate_limit;

@@ -7,10 +7,22 @@
 //! templates never auto-escape; templates added with [`Escape::Html`] (the email
 //! `html` body) escape HTML unless `|safe` is used.
 //!
+//! One render is bounded twice, so neither a loop over an attacker-sized
+//! array nor a template mistake can hang a worker or fill memory: at most
+//! [`MAX_FUEL`] instructions (minijinja's fuel) and [`MAX_OUTPUT_BYTES`] of
+//! output; past either, the render fails (a `render_error` dead letter).
+//!
 //! This module is a leaf: it knows nothing of config files, targets or queues.
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde::Serialize;
+
+/// The most instructions one render may run. A loop over a thousand
+/// messages with a dozen expressions each uses under 100 000.
+pub const MAX_FUEL: u64 = 5_000_000;
+/// The most bytes one render may produce (Slack allows 40 000 characters of
+/// text; an email body of a megabyte is already unusual).
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
 
 /// A compiled template inside one [`TemplateSet`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +74,7 @@ impl TemplateSet {
     pub fn new() -> Self {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env.set_fuel(Some(MAX_FUEL));
         // Names carry the escaping choice: "N.html" escapes, "N.txt" does not.
         env.set_auto_escape_callback(|name| {
             if name.ends_with(".html") {
@@ -118,8 +131,18 @@ impl TemplateSet {
             .env
             .get_template(name)
             .map_err(|e| RenderError(describe(&e)))?;
-        tmpl.render(RenderContext { payload, vars })
-            .map_err(|e| RenderError(describe(&e)))
+        let mut out = Bounded(Vec::new());
+        match tmpl.render_captured_to(RenderContext { payload, vars }, &mut out) {
+            Ok(_) => String::from_utf8(out.0)
+                .map_err(|_| RenderError("the output is not valid UTF-8".into())),
+            Err(e) if e.kind() == ErrorKind::WriteFailure => Err(RenderError(format!(
+                "the output is larger than {MAX_OUTPUT_BYTES} bytes"
+            ))),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(RenderError(format!(
+                "the template ran more than {MAX_FUEL} instructions (a loop too long?)"
+            ))),
+            Err(e) => Err(RenderError(describe(&e))),
+        }
     }
 
     /// Render a structure whose strings are templates (Slack `blocks`) into JSON.
@@ -146,6 +169,23 @@ impl TemplateSet {
                 serde_json::Value::Object(map)
             }
         })
+    }
+}
+
+/// Output that refuses to grow past [`MAX_OUTPUT_BYTES`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT_BYTES {
+            return Err(std::io::ErrorKind::FileTooLarge.into());
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -274,6 +314,45 @@ mod tests {
             received_at: "2026-01-01T00:00:00.000Z",
             attempt: 2,
         }
+    }
+
+    #[test]
+    fn a_loop_over_a_large_array_runs_out_of_fuel_instead_of_hanging() {
+        let mut set = TemplateSet::new();
+        let t = set
+            .add(
+                "{% for a in data.messages %}{% for b in data.messages %}{% if a == b - 1 %}{% endif %}{% endfor %}{% endfor %}",
+                Escape::None,
+            )
+            .unwrap();
+        let messages: Vec<u32> = (0..10_000).collect();
+        let payload = serde_json::json!({"data": {"messages": messages}});
+        let started = std::time::Instant::now();
+        let e = set.render(t, &payload, &vars()).unwrap_err();
+        assert!(
+            e.to_string().contains("more than 5000000 instructions"),
+            "{e}"
+        );
+        // 10^8 iterations would take minutes; the fuel stops it far sooner.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn output_past_the_limit_is_a_render_error() {
+        let mut set = TemplateSet::new();
+        let t = set
+            .add(
+                "{% for m in data.messages %}{{ data.big }}{% endfor %}",
+                Escape::None,
+            )
+            .unwrap();
+        let payload =
+            serde_json::json!({"data": {"messages": [1, 2, 3], "big": "x".repeat(400_000)}});
+        let e = set.render(t, &payload, &vars()).unwrap_err();
+        assert!(e.to_string().contains("larger than 1048576 bytes"), "{e}");
+        // Two copies fit.
+        let payload = serde_json::json!({"data": {"messages": [1, 2], "big": "x".repeat(400_000)}});
+        assert_eq!(set.render(t, &payload, &vars()).unwrap().len(), 800_000);
     }
 
     #[test]

@@ -32,6 +32,7 @@ use super::worker::{self, Attempts};
 use super::{WorkerContext, dead_letter_removed};
 use crate::config::{CircuitBreaker, RateLimit, Target};
 use crate::metrics;
+use crate::panics::panic_message;
 
 /// How long a panicked worker waits before it is started again (so a worker
 /// that panics at once does not spin).
@@ -220,15 +221,6 @@ async fn supervise(
     if ctx.live.load().config.target_by_name(&name).is_none() {
         dead_letter_removed(&ctx, &name).await;
     }
-}
-
-/// The text of a panic payload (a `&str` or `String`, usually).
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("(not a string)")
 }
 
 /// How soon a replica that lost the probe turn to another looks again.

@@ -14,8 +14,11 @@
 //!   graceful watcher), up to the caller's deadline; then close the rest and
 //!   return only when every connection task is gone.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -27,6 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tower_service::Service;
 
 use super::stream::ConnStream;
+use crate::error_body::error_response;
+use crate::panics::panic_message;
 
 /// When the first byte of the current request arrived (a request extension).
 #[derive(Debug, Clone, Copy)]
@@ -97,7 +102,22 @@ pub async fn serve<S>(
             let mut svc = svc.clone();
             let first_byte = first_byte.clone();
             async move {
-                let response = svc.call(req).await;
+                // A panic in one request is that request's 500, never the
+                // connection's silent end or the process's.
+                let response = match AssertUnwindSafe(svc.call(req)).catch_unwind().await {
+                    Ok(response) => response,
+                    Err(panic) => {
+                        tracing::error!(
+                            panic = panic_message(panic.as_ref()),
+                            "a request handler panicked; answered 500"
+                        );
+                        Ok(error_response(
+                            http::StatusCode::INTERNAL_SERVER_ERROR,
+                            "internal",
+                            "internal error",
+                        ))
+                    }
+                };
                 // The body has been read (or refused): the next byte read
                 // starts the next request.
                 first_byte.take();
@@ -131,4 +151,62 @@ pub async fn serve<S>(
         connections.abort_all();
     }
     while connections.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use warp::Filter;
+
+    use super::*;
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_panicking_request_is_answered_500_and_the_server_goes_on() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let routes = warp::path("boom")
+            .map(|| -> warp::reply::Response { panic!("forced in a test") })
+            .or(warp::path("fine").map(|| warp::reply::Response::new("ok".into())))
+            .unify()
+            .recover(|_| async {
+                Ok::<_, std::convert::Infallible>(warp::reply::Response::default())
+            })
+            .unify();
+        let stop = CancellationToken::new();
+        let limits = ConnLimits {
+            max_connections: 8,
+            read_timeout: Duration::from_secs(5),
+            max_header_bytes: 64 * 1024,
+            max_headers: 100,
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            warp::service(routes),
+            limits,
+            stop.clone(),
+            Duration::from_secs(1),
+        ));
+        let answer = get(addr, "/boom").await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(
+            answer.contains(r#"{"error":"internal","message":"internal error"}"#),
+            "{answer}"
+        );
+        let answer = get(addr, "/fine").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"),
+            "{answer}"
+        );
+        stop.cancel();
+        server.await.expect("the server task ends normally");
+    }
 }

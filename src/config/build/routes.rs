@@ -42,6 +42,19 @@ impl<'t> Resolver<'t> {
         let Some(items) = node.and_then(|n| cx.list(n, "routes")) else {
             return Vec::new();
         };
+        if let Some(n) = node
+            && items.len() > MAX_ROUTES
+        {
+            cx.error(
+                n,
+                "routes",
+                format!(
+                    "{} routes is more than the {MAX_ROUTES} one file may have",
+                    items.len()
+                ),
+            );
+            return Vec::new();
+        }
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
@@ -329,9 +342,20 @@ fn operators(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Vec<FieldTest>
     ok.then_some(out)
 }
 
+/// The most routes one file may have (each event is matched against them).
+pub(super) const MAX_ROUTES: usize = 10_000;
+/// A `matches` regex's compiled size and nesting (the regex crate's own
+/// defaults are 10 MiB and 250): a pattern is matched against every event.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+const REGEX_NEST_LIMIT: u32 = 64;
+
 fn regex(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<Regex> {
     let source = cx.string(node, path)?;
-    match Regex::new(&source) {
+    let built = regex::RegexBuilder::new(&source)
+        .size_limit(REGEX_SIZE_LIMIT)
+        .nest_limit(REGEX_NEST_LIMIT)
+        .build();
+    match built {
         Ok(r) => Some(r),
         Err(e) => {
             cx.error(node, path, format!("invalid regex: {}", regex_message(&e)));

@@ -29,6 +29,9 @@ const LOG_KEYS: &[&str] = &["path"];
 /// position of its key: references are checked against these.
 pub(super) type TargetNames = Vec<(String, Pos)>;
 
+/// The most targets one file may have (each runs a worker).
+pub(super) const MAX_TARGETS: usize = 1_000;
+
 pub(super) fn targets(
     cx: &mut Ctx<'_>,
     node: Option<&Node>,
@@ -39,6 +42,16 @@ pub(super) fn targets(
     let Some(map) = node.and_then(|n| cx.any_map(n, "targets")) else {
         return (built, names);
     };
+    if let Some(n) = node
+        && map.entries.len() > MAX_TARGETS
+    {
+        let many = map.entries.len();
+        cx.error(
+            n,
+            "targets",
+            format!("{many} targets is more than the {MAX_TARGETS} one file may have"),
+        );
+    }
     for (key, value) in map.entries {
         // YAML rejects repeated keys, but `1` and `"1"` are different keys.
         if names.iter().any(|(n, _)| *n == key.name) {

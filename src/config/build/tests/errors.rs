@@ -259,6 +259,8 @@ fn route_errors() {
         (route("{ name: a, any: [{ event: x }, [1]], targets: [t] }"), 6, "[1]", "routes[0].any[1]", "expected a map, found a list", None),
         (route("{ name: a, match: { event: { regx: x } }, targets: [t] }"), 6, "regx", "routes[0].match.event.regx", "unknown operator `regx`", Some("did you mean `regex`?")),
         (route("{ name: a, match: { event: { regex: '(' } }, targets: [t] }"), 6, "'('", "routes[0].match.event.regex", "invalid regex: ", None),
+        (route(&format!("{{ name: a, match: {{ event: {{ regex: '{}x{}' }} }}, targets: [t] }}", "(".repeat(70), ")".repeat(70))), 6, "'((", "routes[0].match.event.regex", "nested parentheses/brackets (64)", None),
+        (route("{ name: a, match: { event: { regex: '\\w{1000}{1000}' } }, targets: [t] }"), 6, "'\\w", "routes[0].match.event.regex", "size limit", None),
         (route("{ name: a, match: { data.n: { gt: ten } }, targets: [t] }"), 6, "ten", "routes[0].match.data.n.gt", "expected a number, found a string", None),
         (route("{ name: a, match: { data.n: { exists: yes } }, targets: [t] }"), 6, "yes", "routes[0].match.data.n.exists", "expected `true` or `false`", None),
         (route("{ name: a, match: { type: [VOICE, [SMS]] }, targets: [t] }"), 6, "[SMS]", "routes[0].match.type[1]", "expected a scalar", None),
@@ -396,5 +398,36 @@ unmatched: [h, s, e, u, w, v]
     assert!(
         all.iter().all(|d| !format!("{d:?}").contains("TOPSECRET")),
         "{all:#?}"
+    );
+}
+
+#[test]
+fn a_file_is_limited_in_routes_and_targets() {
+    let many_routes: String = (0..10_001)
+        .map(|i| format!("  - {{ name: r{i}, match: {{}}, targets: [t] }}\n"))
+        .collect();
+    let yaml = format!("{HEAD}targets: {{ t: {{ kind: log }} }}\nroutes:\n{many_routes}");
+    let errs = errors(&yaml);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].key_path.as_str()), (5, "routes"));
+    assert!(
+        errs[0]
+            .message
+            .contains("10001 routes is more than the 10000"),
+        "{errs:?}"
+    );
+
+    let many_targets: String = (0..1_001)
+        .map(|i| format!("  t{i}: {{ kind: log }}\n"))
+        .collect();
+    let yaml = format!("{HEAD}targets:\n{many_targets}unmatched: [t0]\n");
+    let errs = errors(&yaml);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].key_path.as_str()), (4, "targets"));
+    assert!(
+        errs[0]
+            .message
+            .contains("1001 targets is more than the 1000"),
+        "{errs:?}"
     );
 }
