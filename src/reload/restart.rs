@@ -10,50 +10,29 @@ use crate::config::{Config, QueueBackend};
 /// and name each one that differed.
 pub(super) fn keep_restart_only(new: &mut Config, running: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
-    let mut keep = |key: &'static str, differs: bool| {
-        if differs {
-            changed.push(key);
-        }
-    };
-    keep("server.listen", new.server.listen != running.server.listen);
-    keep(
-        "server.max_connections",
-        new.server.max_connections != running.server.max_connections,
+    // Each setting: note it if the file changed it, then keep the running value.
+    macro_rules! keep {
+        ($($section:ident . $key:ident),* $(,)?) => {$(
+            if new.$section.$key != running.$section.$key {
+                changed.push(concat!(stringify!($section), ".", stringify!($key)));
+                new.$section.$key = running.$section.$key;
+            }
+        )*};
+    }
+    keep!(
+        server.listen,
+        server.max_connections,
+        server.read_timeout,
+        server.shutdown_timeout,
+        server.max_inflight_bytes,
+        server.max_header_bytes,
+        server.max_headers,
+        admin.listen,
     );
-    keep(
-        "server.read_timeout",
-        new.server.read_timeout != running.server.read_timeout,
-    );
-    keep(
-        "server.shutdown_timeout",
-        new.server.shutdown_timeout != running.server.shutdown_timeout,
-    );
-    keep(
-        "server.max_inflight_bytes",
-        new.server.max_inflight_bytes != running.server.max_inflight_bytes,
-    );
-    keep(
-        "server.max_header_bytes",
-        new.server.max_header_bytes != running.server.max_header_bytes,
-    );
-    keep(
-        "server.max_headers",
-        new.server.max_headers != running.server.max_headers,
-    );
-    keep("admin.listen", new.admin.listen != running.admin.listen);
-    keep(
-        "queue.backend",
-        !same_backend(&new.queue.backend, &running.queue.backend),
-    );
-    new.server.listen = running.server.listen;
-    new.server.max_connections = running.server.max_connections;
-    new.server.read_timeout = running.server.read_timeout;
-    new.server.shutdown_timeout = running.server.shutdown_timeout;
-    new.server.max_inflight_bytes = running.server.max_inflight_bytes;
-    new.server.max_header_bytes = running.server.max_header_bytes;
-    new.server.max_headers = running.server.max_headers;
-    new.admin.listen = running.admin.listen;
-    new.queue.backend = running.queue.backend.clone();
+    if !same_backend(&new.queue.backend, &running.queue.backend) {
+        changed.push("queue.backend");
+        new.queue.backend = running.queue.backend.clone();
+    }
     changed
 }
 
@@ -106,6 +85,29 @@ pub(super) mod tests {
         assert!(same_backend(&new.queue.backend, &running.queue.backend));
         // What a reload may change is left as the new file says.
         assert_eq!(new.targets[0].concurrency, 3);
+    }
+
+    #[test]
+    fn the_ingress_limits_are_restart_only_too() {
+        let base = yaml("127.0.0.1:8080", "127.0.0.1:9090", "/tmp/a.db", 1);
+        let running = load(&base);
+        let limits = "server:\n  max_inflight_bytes: 64MiB\n  max_header_bytes: 16KiB\n  max_headers: 50\n  listen: 127.0.0.1:8080\n";
+        let mut new = load(&base.replace("server:\n  listen: 127.0.0.1:8080\n", limits));
+        let changed = keep_restart_only(&mut new, &running);
+        assert_eq!(
+            changed,
+            [
+                "server.max_inflight_bytes",
+                "server.max_header_bytes",
+                "server.max_headers"
+            ]
+        );
+        assert_eq!(
+            new.server.max_inflight_bytes,
+            running.server.max_inflight_bytes
+        );
+        assert_eq!(new.server.max_header_bytes, running.server.max_header_bytes);
+        assert_eq!(new.server.max_headers, running.server.max_headers);
     }
 
     #[test]
