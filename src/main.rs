@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use hookgate::config::{self, LoadOptions, Loaded};
 
 /// mimalloc instead of the system allocator: the request path allocates many
@@ -17,7 +17,15 @@ use hookgate::config::{self, LoadOptions, Loaded};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(name = "hookgate", version, about = "A rule-based webhook gateway")]
+#[command(
+    name = "hookgate",
+    version,
+    propagate_version = true,
+    about = "A rule-based webhook gateway",
+    long_about = "A rule-based webhook gateway: verify a provider's signed events, route them by \
+                  the rules of a YAML file, store them durably, and deliver them, re-signed, to \
+                  HTTP endpoints, Slack and email, with retries and a dead-letter queue."
+)]
 struct Cli {
     /// Log format (stderr). The filter comes from HOOKGATE_LOG (default `info`).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -97,6 +105,22 @@ enum Command {
         /// The body file, or `-` for standard input.
         file: String,
     },
+    /// Print a shell completion script (e.g. `hookgate completions bash >
+    /// /etc/bash_completion.d/hookgate`).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `hookgate man | man -l -`.
+    Man {
+        /// A command's own page (`hookgate man serve` is hookgate-serve(1));
+        /// without one, hookgate(1).
+        command: Option<String>,
+        /// Write hookgate.1 and every command's page into this directory
+        /// (e.g. /usr/local/share/man/man1) instead of printing one.
+        #[arg(long, value_name = "DIR", conflicts_with = "command")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -156,6 +180,8 @@ fn main() -> ExitCode {
         } => rule_tests(&config.path, allow_missing_env, &tests),
         Command::Sign { secret, file } => sign(&secret, &file),
         Command::Send { url, secret, file } => send(&url, &secret, &file),
+        Command::Completions { shell } => completions(shell),
+        Command::Man { command, out_dir } => man(command.as_deref(), out_dir.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -357,4 +383,81 @@ fn send(url: &str, secret: &SecretArgs, file: &str) -> anyhow::Result<ExitCode> 
             ExitCode::FAILURE
         })
     })
+}
+
+/// `hookgate completions SHELL`: the script on stdout. Rendered into memory
+/// first: clap_complete panics on a failed write (a closed pipe).
+fn completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "hookgate", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout(), &script)
+        .context("cannot write the completion script")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sections clap does not know about, appended to hookgate(1).
+const MAN_EXTRA: &str = r#".SH ENVIRONMENT
+.TP
+\fBHOOKGATE_CONFIG\fR
+The config file when \fB\-c\fR is not given (default \fIrules.yaml\fR).
+.TP
+\fBHOOKGATE_LOG\fR
+The log filter, in tracing's EnvFilter syntax (default \fIinfo\fR). Logs go to standard error.
+.TP
+\fB${VAR}\fR
+Every variable the config file names in a \fB${VAR}\fR or \fB${VAR:\-default}\fR.
+.SH SIGNALS
+.TP
+\fBSIGTERM\fR, \fBSIGINT\fR
+Stop accepting, let requests and attempts in flight finish within \fBserver.shutdown_timeout\fR, exit 0.
+.TP
+\fBSIGHUP\fR
+Reload the config file (an invalid file changes nothing).
+.SH EXIT STATUS
+0 on success (\fBserve\fR: a clean shutdown; \fBcheck\fR: a valid file; \fBsend\fR: a 2xx answer),
+1 otherwise, with the reason on standard error.
+.SH SEE ALSO
+docs/rules.md (every config key), docs/operations.md (running, reloading, metrics, alerts),
+docs/security.md, docs/targets.md, and deploy/ for Docker, Kubernetes and systemd,
+in the hookgate repository.
+"#;
+
+/// `hookgate man [COMMAND]`: one page on stdout, or every page into `out_dir`.
+fn man(command: Option<&str>, out_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    // Built, so each command's page is titled hookgate-NAME; no `help`
+    // command, whose page would only repeat --help.
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    if let Some(dir) = out_dir {
+        let cannot = || format!("cannot write the manual pages into {}", dir.display());
+        clap_mangen::generate_to(cli, dir).with_context(cannot)?;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(dir.join("hookgate.1"))
+            .and_then(|mut f| std::io::Write::write_all(&mut f, MAN_EXTRA.as_bytes()))
+            .with_context(cannot)?;
+        println!("wrote the manual pages into {}", dir.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut page = Vec::new();
+    match command {
+        None => {
+            clap_mangen::Man::new(cli)
+                .render(&mut page)
+                .context("cannot render the manual page")?;
+            page.extend_from_slice(MAN_EXTRA.as_bytes());
+        }
+        Some(name) => {
+            let Some(sub) = cli.find_subcommand(name).cloned() else {
+                let names: Vec<&str> = cli.get_subcommands().map(|c| c.get_name()).collect();
+                bail!("no command `{name}`; the commands are {}", names.join(", "));
+            };
+            clap_mangen::Man::new(sub)
+                .render(&mut page)
+                .context("cannot render the manual page")?;
+        }
+    }
+    std::io::Write::write_all(&mut std::io::stdout(), &page)
+        .context("cannot write the manual page")?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -11,6 +11,7 @@ mod admin_api;
 mod backlog;
 mod battery;
 mod binary;
+mod cli_docs;
 mod console;
 mod delivery;
 mod deploy;
