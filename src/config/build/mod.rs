@@ -6,6 +6,17 @@
 //! [`Ctx`]; if any is an error the result is a [`ConfigError`] holding all of
 //! them (warnings included).
 
+/// `(where, name, keys)` rows for [`key_lists`]: the name is the const's own
+/// path as written, so a test can tie each `fields(…)` call to its row.
+#[cfg(test)]
+macro_rules! key_list_rows {
+    ($($at:literal => $($list:ident)::+),* $(,)?) => {
+        vec![$(($at, stringify!($($list)::+), $($list)::+)),*]
+    };
+}
+#[cfg(test)]
+use key_list_rows;
+
 mod contradictions;
 mod ctx;
 mod keys;
@@ -28,6 +39,36 @@ use super::model::{Config, DedupeConfig, Schema, Source, VerifyScheme};
 use super::node::{self, Node, NodeValue};
 use super::{ConfigError, LoadOptions, Loaded};
 use ctx::{Ctx, Pos};
+
+/// Where a map sits in the file, the name of its key list, and the keys.
+#[cfg(test)]
+type KeyList = (&'static str, &'static str, &'static [&'static str]);
+
+/// Every map whose keys the loader checks, with the keys it accepts (the
+/// lists its builders pass to [`Ctx::fields`], or check by hand for a
+/// target's kind). docs/rules.md must document each key:
+/// `tests::documented` holds it to that, and checks that every `fields(…)`
+/// call in this module uses a list named here.
+#[cfg(test)]
+fn key_lists() -> Vec<KeyList> {
+    let mut lists = key_list_rows![
+        "" => TOP_KEYS,
+        "server" => server::SERVER_KEYS,
+        "admin" => server::ADMIN_KEYS,
+        "queue" => server::QUEUE_KEYS,
+        "dedupe" => server::DEDUPE_KEYS,
+        "defaults" => retry::DEFAULTS_KEYS,
+        "retry" => retry::RETRY_KEYS,
+        "circuit_breaker" => retry::CIRCUIT_BREAKER_KEYS,
+        "rate_limit" => values::RATE_LIMIT_KEYS,
+        "sources[]" => sources::SOURCE_KEYS,
+        "sources[].verify" => sources::VERIFY_KEYS,
+        "routes[]" => routes::ROUTE_KEYS,
+        "routes[].match.FIELD" => routes::OPERATORS,
+    ];
+    lists.extend(targets::key_lists());
+    lists
+}
 
 const TOP_KEYS: &[&str] = &[
     "version",

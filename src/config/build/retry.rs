@@ -54,9 +54,7 @@ pub(super) fn defaults(cx: &mut Ctx<'_>, node: Option<&Node>) -> Defaults {
             cooldown: Duration::from_secs(30),
         },
     };
-    let Some(f) =
-        node.and_then(|n| cx.fields(n, "defaults", &["timeout", "retry", "circuit_breaker"]))
-    else {
+    let Some(f) = node.and_then(|n| cx.fields(n, "defaults", DEFAULTS_KEYS)) else {
         return out;
     };
     if let Some(t) = f.opt(cx, "timeout", positive_duration) {
@@ -89,8 +87,10 @@ pub(super) struct RetryLevel {
     retry_on: Option<StatusSet>,
 }
 
+pub(super) const DEFAULTS_KEYS: &[&str] = &["timeout", "retry", "circuit_breaker"];
+pub(super) const CIRCUIT_BREAKER_KEYS: &[&str] = &["failures", "cooldown"];
 const EXPONENTIAL_KEYS: &[&str] = &["initial_delay", "max_delay", "multiplier"];
-const RETRY_KEYS: &[&str] = &[
+pub(super) const RETRY_KEYS: &[&str] = &[
     "schedule",
     "max_attempts",
     "initial_delay",
@@ -341,7 +341,7 @@ pub(super) fn circuit_breaker(
     base: CircuitBreaker,
 ) -> CircuitBreaker {
     let mut out = base;
-    let Some(f) = cx.fields(node, path, &["failures", "cooldown"]) else {
+    let Some(f) = cx.fields(node, path, CIRCUIT_BREAKER_KEYS) else {
         return out;
     };
     if let Some(v) = f.opt(cx, "failures", |cx, n, p| cx.uint::<u32>(n, p, 1)) {

@@ -13,8 +13,8 @@ use super::ctx::{Ctx, child, index};
 use super::targets::TargetNames;
 use super::values::{NAME_HELP, did_you_mean, is_valid_name, list_keys};
 
-const ROUTE_KEYS: &[&str] = &["name", "match", "any", "targets", "stop"];
-const OPERATORS: &[&str] = &[
+pub(super) const ROUTE_KEYS: &[&str] = &["name", "match", "any", "targets", "stop"];
+pub(super) const OPERATORS: &[&str] = &[
     "eq", "in", "not", "prefix", "suffix", "contains", "regex", "exists", "gt", "gte", "lt", "lte",
 ];
 /// Top-level fields of the OutRival event (DESIGN.md section 1).

@@ -26,7 +26,7 @@ pub(super) fn server(cx: &mut Ctx<'_>, node: Option<&Node>) -> ServerConfig {
         max_header_bytes: 64 * KIB,
         max_headers: 100,
     };
-    let Some(f) = section(cx, node, "server", SERVER_KEYS) else {
+    let Some(f) = node.and_then(|n| cx.fields(n, "server", SERVER_KEYS)) else {
         return out;
     };
     if let Some(v) = f.opt(cx, "listen", socket_addr) {
@@ -89,7 +89,7 @@ pub(super) fn server(cx: &mut Ctx<'_>, node: Option<&Node>) -> ServerConfig {
     out
 }
 
-const SERVER_KEYS: &[&str] = &[
+pub(super) const SERVER_KEYS: &[&str] = &[
     "listen",
     "max_body_bytes",
     "read_timeout",
@@ -100,12 +100,15 @@ const SERVER_KEYS: &[&str] = &[
     "max_headers",
 ];
 
+pub(super) const ADMIN_KEYS: &[&str] = &["listen", "token"];
+pub(super) const DEDUPE_KEYS: &[&str] = &["window"];
+
 pub(super) fn admin(cx: &mut Ctx<'_>, node: Option<&Node>) -> AdminConfig {
     let mut out = AdminConfig {
         listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 9090)),
         token: None,
     };
-    let Some(f) = section(cx, node, "admin", &["listen", "token"]) else {
+    let Some(f) = node.and_then(|n| cx.fields(n, "admin", ADMIN_KEYS)) else {
         return out;
     };
     if let Some(v) = f.opt(cx, "listen", socket_addr) {
@@ -127,7 +130,7 @@ pub(super) fn queue(cx: &mut Ctx<'_>, node: Option<&Node>) -> QueueConfig {
         max_pending: 10_000_000,
         max_bytes: 8 * GIB,
     };
-    let Some(f) = section(cx, node, "queue", QUEUE_KEYS) else {
+    let Some(f) = node.and_then(|n| cx.fields(n, "queue", QUEUE_KEYS)) else {
         return out;
     };
     let backend = f
@@ -180,7 +183,7 @@ pub(super) fn queue(cx: &mut Ctx<'_>, node: Option<&Node>) -> QueueConfig {
     out
 }
 
-const QUEUE_KEYS: &[&str] = &[
+pub(super) const QUEUE_KEYS: &[&str] = &[
     "backend",
     "path",
     "url",
@@ -224,20 +227,10 @@ pub(super) fn dedupe(cx: &mut Ctx<'_>, node: Option<&Node>) -> DedupeConfig {
     let mut out = DedupeConfig {
         window: Duration::from_secs(600),
     };
-    if let Some(f) = section(cx, node, "dedupe", &["window"])
+    if let Some(f) = node.and_then(|n| cx.fields(n, "dedupe", DEDUPE_KEYS))
         && let Some(v) = f.opt(cx, "window", duration)
     {
         out.window = v;
     }
     out
-}
-
-/// An optional top-level section: `None` when absent or not a map.
-fn section<'n>(
-    cx: &mut Ctx<'_>,
-    node: Option<&'n Node>,
-    name: &str,
-    keys: &[&str],
-) -> Option<Fields<'n>> {
-    cx.fields(node?, name, keys)
 }

@@ -9,7 +9,9 @@ use super::ctx::{Ctx, Pos, index};
 use super::keys::{KeyFormat, signing_key};
 use super::values::{NAME_HELP, is_valid_name, rate_limit};
 
-const SOURCE_KEYS: &[&str] = &["name", "path", "verify", "schema", "strict", "rate_limit"];
+pub(super) const SOURCE_KEYS: &[&str] =
+    &["name", "path", "verify", "schema", "strict", "rate_limit"];
+pub(super) const VERIFY_KEYS: &[&str] = &["scheme", "secrets"];
 const SCHEMES: &[&str] = &["outrival", "github", "standard-webhooks", "none"];
 
 /// Shorter verify keys get a warning.
@@ -120,7 +122,7 @@ pub(super) fn sources(cx: &mut Ctx<'_>, node: Option<&Node>, root: &Node) -> Vec
 }
 
 fn verify(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<VerifyConfig> {
-    let f = cx.fields(node, path, &["scheme", "secrets"])?;
+    let f = cx.fields(node, path, VERIFY_KEYS)?;
     // Absent: `outrival`; present but invalid: `None` (reported).
     let scheme = match f.get("scheme") {
         Some(n) => cx.choice(n, &f.path("scheme"), SCHEMES).map(|s| match s {

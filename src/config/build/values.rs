@@ -153,13 +153,15 @@ pub(in crate::config) fn socket_addr(
     })
 }
 
+pub(super) const RATE_LIMIT_KEYS: &[&str] = &["per_second", "burst"];
+
 /// `{ per_second, burst }`: per_second > 0, burst >= 1 (default: per_second).
 pub(in crate::config) fn rate_limit(
     cx: &mut Ctx<'_>,
     node: &Node,
     path: &str,
 ) -> Option<RateLimit> {
-    let f = cx.fields(node, path, &["per_second", "burst"])?;
+    let f = cx.fields(node, path, RATE_LIMIT_KEYS)?;
     let per_second = f.req(cx, "per_second", |cx, n, p| cx.uint::<u32>(n, p, 1));
     let burst = f.opt(cx, "burst", |cx, n, p| cx.uint::<u32>(n, p, 1));
     let per_second = per_second?;

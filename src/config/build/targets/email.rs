@@ -18,7 +18,7 @@ use super::not_a_template;
 use crate::templates::Escape;
 
 pub(super) const KEYS: &[&str] = &["smtp", "from", "to", "subject", "body", "html"];
-const SMTP_KEYS: &[&str] = &[
+pub(super) const SMTP_KEYS: &[&str] = &[
     "host", "port", "tls", "username", "password", "timeout", "ca_file",
 ];
 

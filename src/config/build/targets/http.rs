@@ -23,6 +23,7 @@ pub(super) const KEYS: &[&str] = &[
     "template",
     "content_type",
 ];
+pub(super) const SIGNATURE_KEYS: &[&str] = &["scheme", "header"];
 
 /// The headers of a Standard Webhooks signature. They must match the
 /// `ID_HEADER`, `TIMESTAMP_HEADER` and `SIGNATURE_HEADER` constants of
@@ -119,7 +120,7 @@ fn default_signature() -> SignatureConfig {
 }
 
 fn signature(cx: &mut Ctx<'_>, node: &Node, path: &str) -> Option<SignatureConfig> {
-    let f = cx.fields(node, path, &["scheme", "header"])?;
+    let f = cx.fields(node, path, SIGNATURE_KEYS)?;
     let scheme = match f.get("scheme") {
         Some(n) => match cx.choice(n, &f.path("scheme"), &["outrival", "standard-webhooks"])? {
             "standard-webhooks" => SignatureScheme::StandardWebhooks,

@@ -25,6 +25,20 @@ const COMMON_KEYS: &[&str] = &[
 ];
 const LOG_KEYS: &[&str] = &["path"];
 
+/// The key lists of this module and its kinds, for [`super::key_lists`].
+#[cfg(test)]
+pub(super) fn key_lists() -> Vec<super::KeyList> {
+    super::key_list_rows![
+        "targets.NAME" => COMMON_KEYS,
+        "targets.NAME (http)" => http::KEYS,
+        "targets.NAME.signature" => http::SIGNATURE_KEYS,
+        "targets.NAME (slack)" => slack::KEYS,
+        "targets.NAME (email)" => email::KEYS,
+        "targets.NAME.smtp" => email::SMTP_KEYS,
+        "targets.NAME (log)" => LOG_KEYS,
+    ]
+}
+
 /// Every target name written in the file, valid or not, in file order with the
 /// position of its key: references are checked against these.
 pub(super) type TargetNames = Vec<(String, Pos)>;

@@ -1,8 +1,10 @@
 //! Whole-document tests of the loader: DESIGN.md's example, defaults,
 //! warnings, environment handling and secrecy. This file holds the shared
 //! helpers and DESIGN.md's example; `documents.rs` the other valid documents,
-//! `errors.rs` the error cases, `schemes.rs` the signing schemes.
+//! `errors.rs` the error cases, `schemes.rs` the signing schemes, and
+//! `documented.rs` holds docs/rules.md to the keys the loader accepts.
 
+mod documented;
 mod documents;
 mod errors;
 mod schemes;
