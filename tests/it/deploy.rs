@@ -1,17 +1,18 @@
 //! `deploy/` kept honest without a container engine: every YAML parses, the
-//! hookgate configs embedded in the compose setup and the Kubernetes
-//! ConfigMap pass the real binary's `check` with exactly the environment
-//! their manifests give them, and the ports, probe paths, mounts and grace
-//! periods of the manifests agree with the configs they run ([`manifests`]
-//! for Kubernetes, [`compose`] for docker-compose and nginx, [`image`] for
-//! the Dockerfile). [`live`] runs the compose stack's own files (its
-//! redis.conf, its hookgate config, its sample downstream) as local
-//! processes: three replicas on one Redis delivering to the downstream,
-//! which checks every signature.
+//! hookgate configs embedded in the compose files, the Kubernetes ConfigMaps
+//! and the systemd unit pass the real binary's `check` with exactly the
+//! environment their manifests give them, and the ports, probe paths, mounts,
+//! volumes and grace periods agree with the configs they run ([`manifests`]
+//! for both Kubernetes setups, [`sidecar`] for what only the sidecar has,
+//! [`compose`] for docker-compose and nginx, [`image`] for the Dockerfile,
+//! [`systemd`] for the unit, [`prometheus`] for the alert rules). [`live`]
+//! runs the compose stacks' own files (configs, redis.conf, the sample
+//! downstream) and the sidecar's config as local processes, the downstream
+//! checking every signature hookgate sends.
 //!
 //! Tools that may be absent (`kubectl` for `kustomize`, `docker compose`,
-//! `hadolint`, `redis-server`, `python3`) are used when on PATH; otherwise
-//! that part is skipped with one line.
+//! `hadolint`, `promtool`, `systemd-analyze`, `redis-server`, `python3`) are
+//! used when on PATH; otherwise that part is skipped with one line.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,13 +26,12 @@ mod compose;
 mod image;
 mod live;
 mod manifests;
+mod prometheus;
+mod sidecar;
+mod systemd;
 
 fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy")
-}
-
-fn scale_out_dir() -> PathBuf {
-    deploy_dir().join("kubernetes/scale-out")
 }
 
 fn read(path: &Path) -> String {
@@ -60,55 +60,196 @@ fn files_with(dir: &Path, exts: &[&str]) -> Vec<PathBuf> {
     out
 }
 
-/// The documents of the kustomization's resources, in its order.
-fn k8s_docs() -> Vec<Value> {
-    let dir = scale_out_dir();
-    let kustomization = yaml_docs(&dir.join("kustomization.yaml")).remove(0);
-    kustomization["resources"]
+/// One kustomization under `deploy/kubernetes/` that runs hookgate: its
+/// resources, the hookgate config in its ConfigMap, the pod with the
+/// `hookgate` container.
+struct Kustomize {
+    dir: PathBuf,
+}
+
+impl Kustomize {
+    /// Three replicas on Redis.
+    fn scale_out() -> Kustomize {
+        Kustomize {
+            dir: deploy_dir().join("kubernetes/scale-out"),
+        }
+    }
+
+    /// An app with hookgate beside it, its queue on a claim.
+    fn sidecar() -> Kustomize {
+        Kustomize {
+            dir: deploy_dir().join("kubernetes/sidecar"),
+        }
+    }
+
+    /// Every kustomization that is a base (not an overlay).
+    fn all() -> [Kustomize; 2] {
+        [Kustomize::scale_out(), Kustomize::sidecar()]
+    }
+
+    fn name(&self) -> String {
+        self.dir
+            .strip_prefix(deploy_dir())
+            .unwrap_or(&self.dir)
+            .display()
+            .to_string()
+    }
+
+    fn kustomization(&self) -> Value {
+        yaml_docs(&self.dir.join("kustomization.yaml")).remove(0)
+    }
+
+    /// The documents of the kustomization's resources, in its order.
+    fn docs(&self) -> Vec<Value> {
+        strings(&self.kustomization()["resources"])
+            .into_iter()
+            .flat_map(|r| yaml_docs(&self.dir.join(r)))
+            .collect()
+    }
+
+    /// The one object of `kind` named `name` among the resources.
+    fn object(&self, kind: &str, name: &str) -> Value {
+        let found: Vec<Value> = self
+            .docs()
+            .into_iter()
+            .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .collect();
+        assert_eq!(found.len(), 1, "{kind}/{name} in {}", self.name());
+        found.into_iter().next().unwrap()
+    }
+
+    /// The hookgate config text in the ConfigMap, and what it parses to.
+    fn configmap_config(&self) -> (String, Value) {
+        let text = self.object("ConfigMap", "hookgate-config")["data"]["rules.yaml"]
+            .as_str()
+            .expect("data.rules.yaml")
+            .to_owned();
+        let value = serde_saphyr::from_str(&text).unwrap();
+        (text, value)
+    }
+
+    /// The Deployment that runs a container named `hookgate`.
+    fn deployment(&self) -> Value {
+        let found: Vec<Value> = self
+            .docs()
+            .into_iter()
+            .filter(|d| d["kind"] == "Deployment")
+            .filter(|d| {
+                d["spec"]["template"]["spec"]["containers"]
+                    .as_array()
+                    .is_some_and(|cs| cs.iter().any(|c| c["name"] == "hookgate"))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "one hookgate Deployment in {}", self.name());
+        found.into_iter().next().unwrap()
+    }
+
+    fn pod(&self) -> Value {
+        self.deployment()["spec"]["template"].clone()
+    }
+
+    fn container(&self, name: &str) -> Value {
+        self.pod()["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no container {name} in {}", self.name()))
+            .clone()
+    }
+
+    fn hookgate(&self) -> Value {
+        self.container("hookgate")
+    }
+
+    /// The env a container gets: literal values (with `$(VAR)` expanded as
+    /// the kubelet does) and Secret keys, whose values are taken from
+    /// `secret.example.yaml`. A non-optional key missing from the example
+    /// fails: the example must show every key the manifests read.
+    fn container_env(&self, container: &Value) -> BTreeMap<String, String> {
+        let secret = yaml_docs(&self.dir.join("secret.example.yaml")).remove(0);
+        let secret_value = |r: &Value| -> Option<String> {
+            assert_eq!(r["name"], secret["metadata"]["name"], "{r}");
+            let key = r["key"].as_str().unwrap();
+            match secret["stringData"][key].as_str() {
+                Some(v) => Some(v.to_owned()),
+                None if r["optional"] == true => None,
+                None => panic!("{}/secret.example.yaml lacks {key}", self.name()),
+            }
+        };
+        let mut env = BTreeMap::new();
+        for from in container["envFrom"].as_array().into_iter().flatten() {
+            assert_eq!(
+                from["secretRef"]["name"], secret["metadata"]["name"],
+                "{from}"
+            );
+            for (k, v) in secret["stringData"].as_object().unwrap() {
+                env.insert(k.clone(), v.as_str().unwrap().to_owned());
+            }
+        }
+        for var in container["env"].as_array().into_iter().flatten() {
+            let name = var["name"].as_str().unwrap().to_owned();
+            let value = if let Some(v) = var["value"].as_str() {
+                env.iter()
+                    .fold(v.to_owned(), |s, (k, x)| s.replace(&format!("$({k})"), x))
+            } else if let Some(v) = secret_value(&var["valueFrom"]["secretKeyRef"]) {
+                v
+            } else {
+                continue;
+            };
+            env.insert(name, value);
+        }
+        env
+    }
+}
+
+/// A container port's number by name.
+fn port_named(container: &Value, name: &str) -> u16 {
+    container["ports"]
         .as_array()
-        .expect("resources")
+        .unwrap()
         .iter()
-        .flat_map(|r| yaml_docs(&dir.join(r.as_str().unwrap())))
-        .collect()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port {name}")) as u16
 }
 
-/// The one Kubernetes object of `kind` named `name` among the kustomization's resources.
-fn k8s(kind: &str, name: &str) -> Value {
-    let found: Vec<Value> = k8s_docs()
+/// `deploy/docker-compose.yml`: one hookgate on SQLite and the sample downstream.
+const LOCAL_COMPOSE: &str = "docker-compose.yml";
+/// `deploy/docker-compose.redis.yml`: three replicas on Redis behind nginx.
+const REDIS_COMPOSE: &str = "docker-compose.redis.yml";
+
+fn compose(file: &str) -> Value {
+    yaml_docs(&deploy_dir().join(file)).remove(0)
+}
+
+/// The hookgate config a compose service runs: the file its `-c` names, in
+/// the host directory mounted (read-only) at that file's directory.
+fn mounted_config(service: &Value) -> (String, Value) {
+    let path = config_flag(&service["command"]);
+    let (dir, file) = path.rsplit_once('/').unwrap();
+    let host_dir = strings(&service["volumes"])
         .into_iter()
-        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name)
-        .collect();
-    assert_eq!(
-        found.len(),
-        1,
-        "{kind}/{name} among the kustomization's resources"
-    );
-    found.into_iter().next().unwrap()
-}
-
-/// The hookgate config text in the ConfigMap, and what it parses to.
-fn configmap_config() -> (String, Value) {
-    let text = k8s("ConfigMap", "hookgate-config")["data"]["rules.yaml"]
-        .as_str()
-        .expect("data.rules.yaml")
-        .to_owned();
+        .find_map(|v| v.strip_suffix(&format!(":{dir}:ro")))
+        .unwrap_or_else(|| panic!("nothing mounted read-only at {dir}"));
+    let text = read(&deploy_dir().join(host_dir).join(file));
     let value = serde_saphyr::from_str(&text).unwrap();
     (text, value)
 }
 
-fn compose() -> Value {
-    yaml_docs(&deploy_dir().join("docker-compose.redis.yml")).remove(0)
-}
-
+/// The config the replicas of the Redis compose file run.
 fn compose_config() -> (String, Value) {
-    let text = read(&deploy_dir().join("compose-config/rules.yaml"));
-    let value = serde_saphyr::from_str(&text).unwrap();
-    (text, value)
+    let replicas = compose_replicas();
+    let first = replicas.values().next().expect("a replica");
+    mounted_config(first)
 }
 
-/// The hookgate services of the compose file, by name.
+/// The hookgate services of the Redis compose file, by name.
 fn compose_replicas() -> BTreeMap<String, Value> {
-    let services = compose()["services"].as_object().unwrap().clone();
+    let services = compose(REDIS_COMPOSE)["services"]
+        .as_object()
+        .unwrap()
+        .clone();
     services
         .into_iter()
         .filter(|(name, _)| name.starts_with("hookgate"))

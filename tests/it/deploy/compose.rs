@@ -1,6 +1,7 @@
-//! Static checks of `deploy/docker-compose.redis.yml` against the hookgate
-//! config it mounts, the nginx config in front, `.env.example` and the
-//! sample downstream.
+//! Static checks of the compose files against the hookgate configs they
+//! mount: `deploy/docker-compose.yml` (one hookgate on SQLite) and
+//! `deploy/docker-compose.redis.yml` (three replicas, Redis, the nginx
+//! config in front), with `.env.example` and the sample downstream.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -9,19 +10,23 @@ use serde_json::Value;
 
 use super::manifests::{assert_durable, redis_directives};
 use super::{
-    assert_success, check, compose, compose_config, compose_interpolate, compose_replicas,
-    config_flag, config_vars, deploy_dir, env_example, listen_port, missing, read, strings,
-    tool_available,
+    LOCAL_COMPOSE, REDIS_COMPOSE, assert_success, check, compose, compose_config,
+    compose_interpolate, compose_replicas, config_vars, deploy_dir, env_example, listen_port,
+    missing, mounted_config, read, strings, tool_available,
 };
 
-/// A replica's environment after compose's interpolation from `.env.example`.
+/// A service's environment after compose's interpolation from `.env.example`.
 pub(super) fn replica_env(service: &Value) -> BTreeMap<String, String> {
-    let vars = env_example();
+    service_env(service, &env_example())
+}
+
+/// A service's environment after compose's interpolation from `vars`.
+fn service_env(service: &Value, vars: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     service["environment"]
         .as_object()
         .expect("environment as a map")
         .iter()
-        .map(|(k, v)| (k.clone(), compose_interpolate(v.as_str().unwrap(), &vars)))
+        .map(|(k, v)| (k.clone(), compose_interpolate(v.as_str().unwrap(), vars)))
         .collect()
 }
 
@@ -56,11 +61,9 @@ fn three_replicas_run_the_mounted_config_with_the_env_it_needs() {
             String::from_utf8_lossy(&out.stderr)
         );
 
-        // The config directory, read-only, is where `-c` points.
-        let path = config_flag(&service["command"]);
-        let (dir, _) = path.rsplit_once('/').unwrap();
-        let volumes = strings(&service["volumes"]);
-        assert_eq!(volumes, [format!("./compose-config:{dir}:ro")], "{name}");
+        // Every replica runs the same file, and mounts nothing else.
+        assert_eq!(mounted_config(service).0, text, "{name}");
+        assert_eq!(strings(&service["volumes"]).len(), 1, "{name}");
         let grace =
             humantime::parse_duration(service["stop_grace_period"].as_str().unwrap()).unwrap();
         assert!(
@@ -81,7 +84,7 @@ fn three_replicas_run_the_mounted_config_with_the_env_it_needs() {
         // The Redis URL names the compose service, on redis.conf's port.
         let url = reqwest::Url::parse(&env["REDIS_URL"]).unwrap();
         assert!(
-            compose()["services"][url.host_str().unwrap()].is_object(),
+            compose(REDIS_COMPOSE)["services"][url.host_str().unwrap()].is_object(),
             "{url}"
         );
         let conf = redis_directives(&read(&deploy_dir().join("redis/redis.conf")));
@@ -92,7 +95,7 @@ fn three_replicas_run_the_mounted_config_with_the_env_it_needs() {
     for (k, v) in &vars {
         if !v.is_empty() {
             assert!(
-                !read(&deploy_dir().join("docker-compose.redis.yml")).contains(v.as_str()),
+                !read(&deploy_dir().join(REDIS_COMPOSE)).contains(v.as_str()),
                 "{k}'s value is in the compose file"
             );
         }
@@ -100,7 +103,7 @@ fn three_replicas_run_the_mounted_config_with_the_env_it_needs() {
 }
 
 /// `size` (`10MiB`, `10m`, `1048576`) in bytes: hookgate's units and nginx's.
-fn bytes(size: &str) -> u64 {
+pub(super) fn bytes(size: &str) -> u64 {
     let digits: String = size.chars().take_while(char::is_ascii_digit).collect();
     let unit = match size[digits.len()..].to_ascii_lowercase().as_str() {
         "" => 1,
@@ -147,7 +150,7 @@ fn nginx_balances_over_every_replica_on_the_webhook_port() {
     );
 
     // nginx's published port reaches its `listen`.
-    let service = &compose()["services"]["nginx"];
+    let service = &compose(REDIS_COMPOSE)["services"]["nginx"];
     let published = service["ports"][0].as_str().unwrap();
     assert_eq!(published.rsplit(':').next().unwrap(), nginx("listen")[0]);
     let mounts = service["volumes"][0].as_str().unwrap();
@@ -159,7 +162,7 @@ fn nginx_balances_over_every_replica_on_the_webhook_port() {
 
 #[test]
 fn redis_and_the_sample_downstream_match_what_the_replicas_use() {
-    let services = compose()["services"].clone();
+    let services = compose(REDIS_COMPOSE)["services"].clone();
     let redis = &services["redis"];
     let conf = redis_directives(&read(&deploy_dir().join("redis/redis.conf")));
     assert_durable(&conf, "deploy/redis/redis.conf");
@@ -176,41 +179,126 @@ fn redis_and_the_sample_downstream_match_what_the_replicas_use() {
         "the AOF dir {data} is a named volume"
     );
     assert!(
-        compose()["volumes"]
+        compose(REDIS_COMPOSE)["volumes"]
             .as_object()
             .unwrap()
             .contains_key("redis-data")
     );
 
-    // The downstream target of the config is the sample downstream service,
-    // with the secret it verifies against.
     let (_, config) = compose_config();
+    let hookgate_env = replica_env(compose_replicas().values().next().unwrap());
+    assert_downstream_wired(REDIS_COMPOSE, &config, &hookgate_env, &env_example());
+    docker_compose_config(REDIS_COMPOSE);
+}
+
+/// The `downstream` target of `config` is the sample downstream service of
+/// `file`, on its port, verifying with the same secret value hookgate
+/// signs with (`hookgate_env`), with compose's variables `vars`.
+fn assert_downstream_wired(
+    file: &str,
+    config: &Value,
+    hookgate_env: &BTreeMap<String, String>,
+    vars: &BTreeMap<String, String>,
+) {
     let target = &config["targets"]["downstream"];
     let url = reqwest::Url::parse(target["url"].as_str().unwrap()).unwrap();
-    let downstream = &services[url.host_str().unwrap()];
-    let env = replica_env(downstream);
+    let downstream = &compose(file)["services"][url.host_str().unwrap()];
+    assert!(downstream.is_object(), "{file}: {url}");
+    let env = service_env(downstream, vars);
     assert_eq!(url.port().map(|p| p.to_string()).as_ref(), env.get("PORT"));
     let secret_var = target["secret"]
         .as_str()
         .unwrap()
         .trim_start_matches("${")
         .trim_end_matches('}');
-    assert!(
-        env.contains_key(secret_var),
-        "the downstream gets {secret_var}"
+    assert_eq!(
+        env.get(secret_var),
+        hookgate_env.get(secret_var),
+        "{file}: the downstream verifies with what hookgate signs with"
     );
+    assert!(strings(&downstream["command"]).contains(&"/app/server.py"));
+    assert!(strings(&downstream["volumes"]).contains(&"./sample-downstream:/app:ro"));
     let script = read(&deploy_dir().join("sample-downstream/server.py"));
     assert!(script.contains(&format!("\"{secret_var}\"")));
+}
 
+/// `docker compose config -q` on `file` with `.env.example`, where the
+/// compose plugin is installed.
+fn docker_compose_config(file: &str) {
     if tool_available("docker", &["compose", "version"], "`docker compose config`") {
         let out = Command::new("docker")
             .args(["compose", "--env-file"])
             .arg(deploy_dir().join(".env.example"))
             .arg("-f")
-            .arg(deploy_dir().join("docker-compose.redis.yml"))
+            .arg(deploy_dir().join(file))
             .args(["config", "-q"])
             .output()
             .unwrap();
         assert_success(&out);
     }
+}
+
+#[test]
+fn the_local_stack_runs_its_mounted_config_on_a_volume() {
+    let file = compose(LOCAL_COMPOSE);
+    let service = &file["services"]["hookgate"];
+    let (text, config) = mounted_config(service);
+    assert_eq!(config["queue"]["backend"], "sqlite");
+    assert_success(&check(&text, &BTreeMap::new(), true));
+    let required: Vec<String> = config_vars(&config)
+        .into_iter()
+        .filter(|(_, d)| !d)
+        .map(|(n, _)| n)
+        .collect();
+    // It starts as it is (development defaults), and with deploy/.env.
+    for vars in [BTreeMap::new(), env_example()] {
+        let env = service_env(service, &vars);
+        let provided: BTreeSet<String> = env.keys().cloned().collect();
+        assert_eq!(missing(&required, &provided), Vec::<String>::new());
+        assert_success(&check(&text, &env, false));
+        assert_downstream_wired(LOCAL_COMPOSE, &config, &env, &vars);
+    }
+    // With .env, no development default is left.
+    let env = service_env(service, &env_example());
+    for (k, v) in &env {
+        assert!(
+            !v.starts_with("dev-"),
+            "{k} keeps its default with deploy/.env"
+        );
+    }
+
+    // Both listeners published, on the host's loopback only.
+    let published: BTreeSet<u16> = strings(&service["ports"])
+        .into_iter()
+        .map(|p| {
+            let (host, container) = p.rsplit_once(':').unwrap();
+            assert!(host.starts_with("127.0.0.1:"), "{p}");
+            container.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        published,
+        BTreeSet::from([
+            listen_port(&config, "server"),
+            listen_port(&config, "admin")
+        ])
+    );
+    // The queue file is on the named volume.
+    let queue = config["queue"]["path"].as_str().unwrap();
+    let (queue_dir, _) = queue.rsplit_once('/').unwrap();
+    let volume = strings(&service["volumes"])
+        .into_iter()
+        .find_map(|v| v.strip_suffix(&format!(":{queue_dir}")))
+        .unwrap_or_else(|| panic!("nothing mounted at {queue_dir}"));
+    assert!(file["volumes"].as_object().unwrap().contains_key(volume));
+    let shutdown =
+        humantime::parse_duration(config["server"]["shutdown_timeout"].as_str().unwrap()).unwrap();
+    let grace = humantime::parse_duration(service["stop_grace_period"].as_str().unwrap()).unwrap();
+    assert!(grace > shutdown, "{grace:?} <= {shutdown:?}");
+    for name in ["hookgate", "downstream"] {
+        let s = &file["services"][name];
+        assert_eq!(s["read_only"], true, "{name}");
+        assert_eq!(strings(&s["cap_drop"]), ["ALL"], "{name}");
+    }
+    docker_compose_config(LOCAL_COMPOSE);
 }

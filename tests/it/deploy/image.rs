@@ -5,8 +5,7 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use super::manifests::hookgate_pod;
-use super::{assert_success, configmap_config, deploy_dir, listen_port, read, tool_available};
+use super::{Kustomize, assert_success, deploy_dir, listen_port, read, tool_available};
 
 #[test]
 fn the_dockerfile_builds_locked_and_runs_unprivileged() {
@@ -40,19 +39,25 @@ fn the_dockerfile_builds_locked_and_runs_unprivileged() {
         .unwrap()
         .parse()
         .expect("a numeric USER");
-    assert_eq!(hookgate_pod()["spec"]["securityContext"]["runAsUser"], uid);
+    for k in Kustomize::all() {
+        assert_eq!(k.pod()["spec"]["securityContext"]["runAsUser"], uid);
+    }
     let exposed: BTreeSet<u16> = all("EXPOSE")
         .flat_map(|v| v.split_whitespace())
         .map(|p| p.parse().unwrap())
         .collect();
-    let (_, config) = configmap_config();
-    assert_eq!(
-        exposed,
-        BTreeSet::from([
-            listen_port(&config, "server"),
-            listen_port(&config, "admin")
-        ])
-    );
+    for k in Kustomize::all() {
+        let (_, config) = k.configmap_config();
+        assert_eq!(
+            exposed,
+            BTreeSet::from([
+                listen_port(&config, "server"),
+                listen_port(&config, "admin")
+            ]),
+            "{}",
+            k.name()
+        );
+    }
 
     // .dockerignore keeps out what the build does not read, never what it does.
     let ignore = read(&deploy_dir().join("../.dockerignore"));

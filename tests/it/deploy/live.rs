@@ -1,18 +1,24 @@
-//! The compose stack's own files run as local processes, no container
-//! engine: `redis-server` on `deploy/redis/redis.conf`, three `hookgate
-//! serve` replicas on `deploy/compose-config/rules.yaml` (only the listen
-//! addresses and the downstream's host moved to loopback), and the sample
-//! downstream `deploy/sample-downstream/server.py`, which checks every
-//! signature. Skipped, with one line, without `redis-server` or `python3`.
+//! The deployments' own files run as local processes, no container engine
+//! or cluster: `redis-server` on `deploy/redis/redis.conf` with three
+//! `hookgate serve` replicas on `deploy/compose-config/rules.yaml`; one
+//! hookgate on `deploy/compose-sqlite/rules.yaml`; and one on the sidecar's
+//! ConfigMap config with its Deployment's env. Only the listen addresses,
+//! the queue file and the downstream's host move (to loopback and a temp
+//! dir); the sample downstream `deploy/sample-downstream/server.py` checks
+//! every signature. Skipped, with one line, without `redis-server` or
+//! `python3`.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::compose::replica_env;
-use super::{compose_config, compose_replicas, deploy_dir, env_example, read, tool_available};
+use super::{
+    Kustomize, LOCAL_COMPOSE, compose, compose_config, compose_replicas, deploy_dir, env_example,
+    mounted_config, read, tool_available,
+};
 use crate::common::{self, Process, SECRET, event, eventually, free_port, post_signed, sign};
 
 /// A child process killed on drop.
@@ -124,16 +130,8 @@ async fn the_compose_stack_delivers_signed_through_three_replicas_on_redis() {
     assert_eq!(good.status(), 204);
 
     // The compose config, on loopback ports, delivering to this downstream.
-    let (_, mut config) = compose_config();
-    config["server"]["listen"] = "127.0.0.1:{PORT}".into();
-    config["admin"]["listen"] = "127.0.0.1:{ADMIN_PORT}".into();
-    let target = &mut config["targets"]["downstream"]["url"];
-    let mut target_url = reqwest::Url::parse(target.as_str().unwrap()).unwrap();
-    target_url.set_host(Some("127.0.0.1")).unwrap();
-    target_url.set_port(Some(downstream_port)).unwrap();
-    *target = target_url.as_str().into();
-    // JSON is YAML: the config file as the replicas read it.
-    let yaml = serde_json::to_string_pretty(&config).unwrap();
+    let (_, config) = compose_config();
+    let yaml = on_loopback(config, "downstream", downstream_port);
 
     let mut replicas = Vec::new();
     for (name, service) in compose_replicas() {
@@ -161,11 +159,44 @@ async fn the_compose_stack_delivers_signed_through_three_replicas_on_redis() {
         assert!(!r.stderr().contains("can be lost"), "{}", r.stderr());
     }
 
-    // Round robin, as nginx does.
+    // Round robin, as nginx does. The one refusal is the wrong signature
+    // sent above; hookgate's all pass.
+    let urls: Vec<String> = replicas
+        .iter()
+        .map(|r| r.url("/webhooks/outrival"))
+        .collect();
+    all_verified(&urls, 30, &log, 1).await;
+    for mut r in replicas {
+        assert!(r.terminate().success());
+    }
+}
+
+/// `config` (parsed) with its listeners on `{PORT}` and `{ADMIN_PORT}` of
+/// loopback, its SQLite queue (if any) in the working directory, and its
+/// `target` sent to the downstream on `port` (same path), as YAML.
+fn on_loopback(mut config: serde_json::Value, target: &str, port: u16) -> String {
+    config["server"]["listen"] = "127.0.0.1:{PORT}".into();
+    config["admin"]["listen"] = "127.0.0.1:{ADMIN_PORT}".into();
+    if config["queue"]["backend"] == "sqlite" {
+        config["queue"]["path"] = "./queue/queue.db".into();
+    }
+    let url = &mut config["targets"][target]["url"];
+    let mut target_url = reqwest::Url::parse(url.as_str().unwrap()).unwrap();
+    target_url.set_host(Some("127.0.0.1")).unwrap();
+    target_url.set_port(Some(port)).unwrap();
+    *url = target_url.as_str().into();
+    // JSON is YAML: the config file as hookgate reads it.
+    serde_json::to_string_pretty(&config).unwrap()
+}
+
+/// Send `n` signed events round robin over `urls` (each answered 202), then
+/// wait until the sample downstream logged each one as verified; `rejected`
+/// is how many refusals its log may hold.
+async fn all_verified(urls: &[String], n: usize, log: &Path, rejected: usize) {
     let mut ids = HashSet::new();
-    for i in 0..30 {
+    for i in 0..n {
         let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
-        let resp = post_signed(&replicas[i % 3].url("/webhooks/outrival"), &body).await;
+        let resp = post_signed(&urls[i % urls.len()], &body).await;
         assert_eq!(resp.status(), 202);
         let v: serde_json::Value = resp.json().await.unwrap();
         ids.insert(v["id"].as_str().unwrap().to_owned());
@@ -174,15 +205,57 @@ async fn the_compose_stack_delivers_signed_through_three_replicas_on_redis() {
         Duration::from_secs(20),
         "every event verified by the downstream",
         || async {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
             ids.iter().all(|id| text.contains(&format!("event={id}")))
         },
     )
     .await;
-    // The one refusal is the wrong signature sent above; hookgate's all pass.
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(text.matches("REJECTED").count(), 1, "{text}");
-    for mut r in replicas {
-        assert!(r.terminate().success());
+    let text = std::fs::read_to_string(log).unwrap();
+    assert_eq!(text.matches("REJECTED").count(), rejected, "{text}");
+}
+
+/// One hookgate on `config` (parsed) with `env`, its `target` pointed at the
+/// sample downstream, which verifies with the value `env` gives the
+/// target's `${SECRET}`. Skipped without python3.
+async fn single_delivers_to_the_sample_downstream(
+    config: serde_json::Value,
+    target: &str,
+    env: &BTreeMap<String, String>,
+) {
+    if !tool_available("python3", &["--version"], "the sample downstream") {
+        return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("downstream.log");
+    let secret_var = config["targets"][target]["secret"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("${")
+        .trim_end_matches('}')
+        .to_owned();
+    let (_downstream, port) = downstream(&env[&secret_var], &log);
+    let yaml = on_loopback(config, target, port);
+    let mut env = env.clone();
+    // The test's provider signs with the tests' inbound secret.
+    env.insert("OUTRIVAL_WEBHOOK_SECRET".into(), SECRET.into());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut gw = Process::serve_with(dir.path(), &yaml, &[], &env);
+    gw.wait_ready().await;
+    all_verified(&[gw.url("/webhooks/outrival")], 10, &log, 0).await;
+    assert!(gw.terminate().success());
+}
+
+#[tokio::test]
+async fn the_local_compose_config_delivers_to_the_sample_downstream() {
+    let service = compose(LOCAL_COMPOSE)["services"]["hookgate"].clone();
+    let (_, config) = mounted_config(&service);
+    single_delivers_to_the_sample_downstream(config, "downstream", &replica_env(&service)).await;
+}
+
+#[tokio::test]
+async fn the_sidecar_config_delivers_to_the_app_on_localhost() {
+    let k = Kustomize::sidecar();
+    let (_, config) = k.configmap_config();
+    let env = k.container_env(&k.hookgate());
+    single_delivers_to_the_sample_downstream(config, "app", &env).await;
 }

@@ -1,17 +1,18 @@
 //! Static checks of `deploy/`: YAML parses, configs pass `hookgate check`
-//! with the environment their manifests set, and the Kubernetes manifests
-//! (ports, probes, mounts, grace period, hardening, Redis durability) agree
-//! with the config they run.
+//! with the environment their manifests set, and both Kubernetes setups (the
+//! sidecar and the scale-out) agree with the config they run: ports, probes,
+//! the Service, mounts, grace period, hardening, memory, Redis durability.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use super::{
-    assert_success, check, config_flag, config_vars, configmap_config, deploy_dir, files_with, k8s,
-    k8s_docs, listen_port, missing, read, scale_out_dir, tool_available, yaml_docs,
+    Kustomize, assert_success, check, config_flag, config_vars, deploy_dir, files_with,
+    listen_port, missing, port_named, read, strings, tool_available, yaml_docs,
 };
 
 #[test]
@@ -38,215 +39,220 @@ fn every_yaml_under_deploy_parses() {
 }
 
 #[test]
-fn the_kustomization_lists_every_manifest_but_the_example_secret() {
-    let dir = scale_out_dir();
-    let listed: BTreeSet<String> =
-        yaml_docs(&dir.join("kustomization.yaml")).remove(0)["resources"]
-            .as_array()
+fn each_kustomization_lists_every_manifest_but_the_example_secret() {
+    for k in Kustomize::all() {
+        let kustomization = k.kustomization();
+        let listed: BTreeSet<&str> = strings(&kustomization["resources"]).into_iter().collect();
+        // The files of the directory itself (an overlay lives beside it).
+        let on_disk: Vec<String> = std::fs::read_dir(&k.dir)
             .unwrap()
-            .iter()
-            .map(|r| r.as_str().unwrap().to_owned())
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".yaml"))
+            .filter(|n| n != "kustomization.yaml" && n != "secret.example.yaml")
             .collect();
-    let on_disk: BTreeSet<String> = files_with(&dir, &[".yaml"])
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .filter(|n| n != "kustomization.yaml" && n != "secret.example.yaml")
-        .collect();
-    assert_eq!(listed, on_disk);
-    // Real secrets are never applied from the repository.
-    assert!(k8s_docs().iter().all(|d| d["kind"] != "Secret"));
-    if tool_available("kubectl", &["version", "--client"], "`kubectl kustomize`") {
-        let out = Command::new("kubectl")
-            .arg("kustomize")
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert_success(&out);
-    }
-}
-
-/// The env the hookgate container gets: literal values (with `$(VAR)`
-/// expanded as the kubelet does) and Secret keys, whose values are taken
-/// from `secret.example.yaml`. A non-optional key missing from the example
-/// fails: the example must show every key the manifests read.
-fn container_env(container: &Value) -> BTreeMap<String, String> {
-    let secret = yaml_docs(&scale_out_dir().join("secret.example.yaml")).remove(0);
-    let secret_value = |r: &Value| -> Option<String> {
-        assert_eq!(r["name"], secret["metadata"]["name"], "{r}");
-        let key = r["key"].as_str().unwrap();
-        match secret["stringData"][key].as_str() {
-            Some(v) => Some(v.to_owned()),
-            None if r["optional"] == true => None,
-            None => panic!("secret.example.yaml lacks {key}"),
-        }
-    };
-    let mut env = BTreeMap::new();
-    for from in container["envFrom"].as_array().into_iter().flatten() {
         assert_eq!(
-            from["secretRef"]["name"], secret["metadata"]["name"],
-            "{from}"
+            listed,
+            on_disk.iter().map(String::as_str).collect(),
+            "{}",
+            k.name()
         );
-        for (k, v) in secret["stringData"].as_object().unwrap() {
-            env.insert(k.clone(), v.as_str().unwrap().to_owned());
+        // Real secrets are never applied from the repository.
+        assert!(k.docs().iter().all(|d| d["kind"] != "Secret"));
+        if tool_available("kubectl", &["version", "--client"], "`kubectl kustomize`") {
+            assert_success(&kustomize(&k.dir));
         }
     }
-    for var in container["env"].as_array().into_iter().flatten() {
-        let name = var["name"].as_str().unwrap().to_owned();
-        let value = if let Some(v) = var["value"].as_str() {
-            env.iter()
-                .fold(v.to_owned(), |s, (k, x)| s.replace(&format!("$({k})"), x))
-        } else if let Some(v) = secret_value(&var["valueFrom"]["secretKeyRef"]) {
-            v
-        } else {
-            continue;
-        };
-        env.insert(name, value);
-    }
-    env
 }
 
-pub(super) fn hookgate_pod() -> Value {
-    k8s("Deployment", "hookgate")["spec"]["template"].clone()
-}
-
-fn hookgate_container() -> Value {
-    hookgate_pod()["spec"]["containers"][0].clone()
+/// `kubectl kustomize DIR`.
+pub(super) fn kustomize(dir: &Path) -> std::process::Output {
+    Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir)
+        .output()
+        .unwrap()
 }
 
 #[test]
-fn the_configmap_config_passes_check_with_the_deployments_env() {
-    let (text, config) = configmap_config();
-    let out = check(&text, &BTreeMap::new(), true);
-    assert_success(&out);
+fn each_configmap_config_passes_check_with_the_deployments_env() {
+    for k in Kustomize::all() {
+        let (text, config) = k.configmap_config();
+        assert_success(&check(&text, &BTreeMap::new(), true));
 
-    let env = container_env(&hookgate_container());
-    let provided: BTreeSet<String> = env.keys().cloned().collect();
-    let required: Vec<String> = config_vars(&config)
-        .into_iter()
-        .filter(|(_, has_default)| !has_default)
-        .map(|(name, _)| name)
-        .collect();
-    assert!(required.contains(&"REDIS_URL".to_owned()), "{required:?}");
-    assert_eq!(missing(&required, &provided), Vec::<String>::new());
-    // Without --allow-missing-env: every value really resolves (the Redis URL too).
-    let out = check(&text, &env, false);
-    assert_success(&out);
-    assert_eq!(config["queue"]["backend"], "redis");
-    // The URL names the Redis Service of this directory, on its port.
-    let redis = k8s("Service", "hookgate-redis");
-    let url = reqwest::Url::parse(&env["REDIS_URL"]).unwrap();
-    assert_eq!(url.host_str(), redis["metadata"]["name"].as_str());
-    assert_eq!(
-        Some(url.port().unwrap()),
-        redis["spec"]["ports"][0]["port"].as_u64().map(|p| p as u16)
-    );
-}
-
-/// A container port's number by name.
-fn port_named(container: &Value, name: &str) -> u16 {
-    container["ports"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .and_then(|p| p["containerPort"].as_u64())
-        .unwrap_or_else(|| panic!("no container port {name}")) as u16
+        let env = k.container_env(&k.hookgate());
+        let provided: BTreeSet<String> = env.keys().cloned().collect();
+        let required: Vec<String> = config_vars(&config)
+            .into_iter()
+            .filter(|(_, has_default)| !has_default)
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(
+            missing(&required, &provided),
+            Vec::<String>::new(),
+            "{}",
+            k.name()
+        );
+        // Without --allow-missing-env: every value really resolves.
+        assert_success(&check(&text, &env, false));
+        if config["queue"]["backend"] == "redis" {
+            // The URL names the Redis Service of this directory, on its port.
+            let redis = k.object("Service", "hookgate-redis");
+            let url = reqwest::Url::parse(&env["REDIS_URL"]).unwrap();
+            assert_eq!(url.host_str(), redis["metadata"]["name"].as_str());
+            assert_eq!(
+                Some(url.port().unwrap()),
+                redis["spec"]["ports"][0]["port"].as_u64().map(|p| p as u16)
+            );
+        }
+    }
 }
 
 #[test]
 fn ports_probes_and_mounts_match_the_config() {
-    let (_, config) = configmap_config();
-    let pod = hookgate_pod();
-    let c = hookgate_container();
-    for section in ["server", "admin"] {
-        let listen = config[section]["listen"].as_str().unwrap();
+    for k in Kustomize::all() {
+        let (_, config) = k.configmap_config();
+        let pod = k.pod();
+        let c = k.hookgate();
+        for section in ["server", "admin"] {
+            let listen = config[section]["listen"].as_str().unwrap();
+            assert!(
+                listen.starts_with("0.0.0.0:"),
+                "{}: {section}.listen {listen}: unreachable from outside the pod",
+                k.name()
+            );
+        }
+        assert_eq!(port_named(&c, "admin"), listen_port(&config, "admin"));
+        for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
+            assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
+            assert_eq!(c[probe]["httpGet"]["port"], "admin", "{probe}");
+        }
+        let annotations = &pod["metadata"]["annotations"];
+        assert_eq!(
+            annotations["prometheus.io/port"],
+            listen_port(&config, "admin").to_string()
+        );
+        assert_eq!(annotations["prometheus.io/path"], "/metrics");
+
+        // Exactly one Service selects the pod, and it sends to hookgate's
+        // webhook port, never to the admin port.
+        let labels = pod["metadata"]["labels"].as_object().unwrap();
+        let selects = |selector: &Value| {
+            selector
+                .as_object()
+                .unwrap()
+                .iter()
+                .all(|(k, v)| labels.get(k) == Some(v))
+        };
+        let services: Vec<Value> = k
+            .docs()
+            .into_iter()
+            .filter(|d| d["kind"] == "Service" && selects(&d["spec"]["selector"]))
+            .collect();
+        assert_eq!(services.len(), 1, "{}", k.name());
+        let ports = services[0]["spec"]["ports"].as_array().unwrap();
+        assert_eq!(ports.len(), 1, "{}", k.name());
+        let target_port = ports[0]["targetPort"].as_str().unwrap();
+        assert_eq!(
+            port_named(&c, target_port),
+            listen_port(&config, "server"),
+            "{}",
+            k.name()
+        );
+        for pdb in k
+            .docs()
+            .iter()
+            .filter(|d| d["kind"] == "PodDisruptionBudget")
+        {
+            assert!(selects(&pdb["spec"]["selector"]["matchLabels"]));
+        }
+
+        // `-c` names a file in the ConfigMap, mounted as a directory (no
+        // subPath anywhere: a subPath mount never sees a ConfigMap update).
+        let config_path = config_flag(&c["args"]);
+        let (dir, file) = config_path.rsplit_once('/').unwrap();
+        let mount = mount_at(&c, dir).expect("config mount");
+        assert!(mount["subPath"].is_null());
+        assert_eq!(mount["readOnly"], true);
+        let volume = volume_named(&pod, mount["name"].as_str().unwrap());
+        assert_eq!(volume["configMap"]["name"], "hookgate-config");
+        assert!(k.object("ConfigMap", "hookgate-config")["data"][file].is_string());
         assert!(
-            listen.starts_with("0.0.0.0:"),
-            "{section}.listen {listen}: unreachable from outside the pod"
+            k.docs()
+                .iter()
+                .all(|d| !d.to_string().contains("\"subPath\""))
         );
     }
-    assert_eq!(port_named(&c, "http"), listen_port(&config, "server"));
-    assert_eq!(port_named(&c, "admin"), listen_port(&config, "admin"));
-    for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
-        assert_eq!(c[probe]["httpGet"]["path"], path, "{probe}");
-        assert_eq!(c[probe]["httpGet"]["port"], "admin", "{probe}");
-    }
-    let annotations = &pod["metadata"]["annotations"];
-    assert_eq!(
-        annotations["prometheus.io/port"],
-        listen_port(&config, "admin").to_string()
-    );
-    assert_eq!(annotations["prometheus.io/path"], "/metrics");
+    assert_eq!(Kustomize::scale_out().deployment()["spec"]["replicas"], 3);
+}
 
-    // The Service sends to the webhook port of pods it really selects.
-    let service = k8s("Service", "hookgate");
-    assert_eq!(service["spec"]["ports"][0]["targetPort"], "http");
-    let labels = pod["metadata"]["labels"].as_object().unwrap();
-    let pdb = k8s("PodDisruptionBudget", "hookgate");
-    for selector in [
-        &service["spec"]["selector"],
-        &pdb["spec"]["selector"]["matchLabels"],
-    ] {
-        for (k, v) in selector.as_object().unwrap() {
-            assert_eq!(labels.get(k), Some(v), "selector {k}");
-        }
-    }
-    assert_eq!(k8s("Deployment", "hookgate")["spec"]["replicas"], 3);
+/// The volume mount of `container` at exactly `path`.
+pub(super) fn mount_at(container: &Value, path: &str) -> Option<Value> {
+    container["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["mountPath"] == path)
+        .cloned()
+}
 
-    // `-c` names a file in the ConfigMap, mounted as a directory (no subPath
-    // anywhere: a subPath mount never sees a ConfigMap update).
-    let config_path = config_flag(&c["args"]);
-    let (dir, file) = config_path.rsplit_once('/').unwrap();
-    let mount = c["volumeMounts"]
+/// The pod's volume named `name`.
+pub(super) fn volume_named(pod: &Value, name: &str) -> Value {
+    pod["spec"]["volumes"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|m| m["mountPath"] == dir)
-        .expect("config mount");
-    assert!(mount["subPath"].is_null());
-    let volume = pod["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == mount["name"])
-        .unwrap();
-    assert_eq!(volume["configMap"]["name"], "hookgate-config");
-    assert!(k8s("ConfigMap", "hookgate-config")["data"][file].is_string());
-    assert!(
-        k8s_docs()
-            .iter()
-            .all(|d| !d.to_string().contains("\"subPath\""))
-    );
+        .find(|v| v["name"] == name)
+        .unwrap_or_else(|| panic!("no volume {name}"))
+        .clone()
 }
 
 #[test]
 fn the_grace_period_covers_prestop_and_shutdown_timeout() {
-    let (_, config) = configmap_config();
-    let shutdown =
-        humantime::parse_duration(config["server"]["shutdown_timeout"].as_str().unwrap()).unwrap();
-    let pod = hookgate_pod();
-    let c = hookgate_container();
-    let command = c["lifecycle"]["preStop"]["exec"]["command"]
-        .as_array()
-        .expect("a preStop exec");
-    assert_eq!(command[0], "sleep");
-    let pre_stop = Duration::from_secs(command[1].as_str().unwrap().parse().unwrap());
-    let grace = Duration::from_secs(
-        pod["spec"]["terminationGracePeriodSeconds"]
-            .as_u64()
-            .unwrap(),
-    );
-    assert!(
-        grace > pre_stop + shutdown,
-        "{grace:?} <= {pre_stop:?} + {shutdown:?}"
-    );
+    for k in Kustomize::all() {
+        let (_, config) = k.configmap_config();
+        let shutdown =
+            humantime::parse_duration(config["server"]["shutdown_timeout"].as_str().unwrap())
+                .unwrap();
+        let command = k.hookgate()["lifecycle"]["preStop"]["exec"]["command"].clone();
+        let command = strings(&command);
+        assert_eq!(command[0], "sleep");
+        let pre_stop = Duration::from_secs(command[1].parse().unwrap());
+        let grace = Duration::from_secs(
+            k.pod()["spec"]["terminationGracePeriodSeconds"]
+                .as_u64()
+                .unwrap(),
+        );
+        assert!(
+            grace > pre_stop + shutdown,
+            "{}: {grace:?} <= {pre_stop:?} + {shutdown:?}",
+            k.name()
+        );
+    }
+}
+
+/// A Kubernetes quantity (`128Mi`, `1Gi`, `512M`) in bytes.
+pub(super) fn quantity(q: &str) -> u64 {
+    let digits: String = q.chars().take_while(char::is_ascii_digit).collect();
+    let unit = match &q[digits.len()..] {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        other => panic!("unit {other} in {q}"),
+    };
+    digits.parse::<u64>().unwrap() * unit
 }
 
 #[test]
 fn every_container_is_hardened_and_sized() {
-    let redis = k8s("StatefulSet", "hookgate-redis")["spec"]["template"].clone();
-    for pod in [hookgate_pod(), redis] {
+    let redis =
+        Kustomize::scale_out().object("StatefulSet", "hookgate-redis")["spec"]["template"].clone();
+    let pods = Kustomize::all().map(|k| k.pod());
+    for pod in pods.iter().chain([&redis]) {
         assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
         for c in pod["spec"]["containers"].as_array().unwrap() {
             let sc = &c["securityContext"];
             assert_eq!(sc["readOnlyRootFilesystem"], true, "{}", c["name"]);
@@ -257,17 +263,29 @@ fn every_container_is_hardened_and_sized() {
                 "{}",
                 c["name"]
             );
-            assert!(
-                c["resources"]["requests"]["memory"].is_string(),
-                "{}",
-                c["name"]
-            );
-            assert!(
-                c["resources"]["limits"]["memory"].is_string(),
-                "{}",
-                c["name"]
-            );
+            let request = quantity(c["resources"]["requests"]["memory"].as_str().unwrap());
+            let limit = quantity(c["resources"]["limits"]["memory"].as_str().unwrap());
+            assert!(request <= limit, "{}", c["name"]);
         }
+    }
+    // hookgate's limit holds what it was measured to need (docs/operations.md,
+    // "Memory": under 64 MiB idle and under load) plus the request bodies the
+    // config lets it hold at once.
+    for k in Kustomize::all() {
+        let (_, config) = k.configmap_config();
+        let inflight = config["server"]["max_inflight_bytes"]
+            .as_str()
+            .map_or(256 << 20, super::compose::bytes);
+        let limit = quantity(
+            k.hookgate()["resources"]["limits"]["memory"]
+                .as_str()
+                .unwrap(),
+        );
+        assert!(
+            limit >= inflight + (64 << 20),
+            "{}: a {limit}-byte limit cannot hold {inflight} bytes of bodies in flight",
+            k.name()
+        );
     }
 }
 
@@ -295,7 +313,8 @@ pub(super) fn assert_durable(conf: &BTreeMap<String, String>, which: &str) {
 
 #[test]
 fn redis_is_durable_and_keeps_its_aof_on_the_claim() {
-    let conf_map = k8s("ConfigMap", "hookgate-redis-config");
+    let k = Kustomize::scale_out();
+    let conf_map = k.object("ConfigMap", "hookgate-redis-config");
     let conf = redis_directives(conf_map["data"]["redis.conf"].as_str().unwrap());
     assert_durable(&conf, "redis-config.yaml");
     assert_durable(
@@ -303,7 +322,7 @@ fn redis_is_durable_and_keeps_its_aof_on_the_claim() {
         "deploy/redis/redis.conf",
     );
 
-    let sts = k8s("StatefulSet", "hookgate-redis");
+    let sts = k.object("StatefulSet", "hookgate-redis");
     let c = &sts["spec"]["template"]["spec"]["containers"][0];
     let mounts = c["volumeMounts"].as_array().unwrap();
     let claim = &sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"];
