@@ -379,7 +379,9 @@ async fn kill_9_during_attempts_retries_them_without_counting() {
 
 /// The README's tour, as a new user runs it: `rules.example.yaml` as shipped
 /// (only the ports moved, so tests can run side by side), the sample event
-/// sent with `hookgate send`, and the delivery printed by the `log` target.
+/// sent with `hookgate send`, the delivery printed by the `log` target, then
+/// each command that follows in the README (the refusals, `/readyz`, the dry
+/// run, the deliveries API), with the answer the README shows.
 #[tokio::test]
 async fn the_readme_tour_works_with_the_example_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -433,5 +435,49 @@ async fn the_readme_tour_works_with_the_example_config() {
         },
     )
     .await;
+
+    // "Now try what a gateway must refuse".
+    let out = Command::new(binary())
+        .args([
+            "send",
+            &gw.url("/webhooks/outrival"),
+            "--secret",
+            "wrong-secret",
+        ])
+        .arg(root.join("examples/status-changed.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && stdout.contains("403"), "{stdout}");
+    assert!(stdout.contains("invalid_signature"), "{stdout}");
+    let unsigned = reqwest::Client::new()
+        .post(gw.url("/webhooks/outrival"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unsigned.status(), 401);
+    assert!(unsigned.text().await.unwrap().contains("missing_signature"));
+    let ready = reqwest::get(gw.admin_url("/readyz")).await.unwrap();
+    assert_eq!(ready.text().await.unwrap(), r#"{"status":"ready"}"#);
+
+    // The dry run, and the deliveries API.
+    let out = Command::new(binary())
+        .args(["route", "-c"])
+        .arg(root.join("rules.example.yaml"))
+        .arg(root.join("examples/status-changed.json"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ended-calls"),
+        "{stdout}"
+    );
+    for path in ["/admin/deliveries?limit=5", "/admin/deliveries?state=dead"] {
+        let resp = reqwest::get(gw.admin_url(path)).await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let v: serde_json::Value = resp.json().await.unwrap();
+        assert!(v["deliveries"].is_array(), "{path}: {v}");
+    }
     assert!(gw.terminate().success());
 }

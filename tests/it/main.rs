@@ -9,12 +9,14 @@ mod common;
 
 mod admin_api;
 mod backlog;
+mod backup;
 mod battery;
 mod binary;
 mod cli_docs;
 mod console;
 mod delivery;
 mod deploy;
+mod docs;
 mod email;
 mod engine;
 mod ingress;
