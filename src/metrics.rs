@@ -22,6 +22,7 @@ pub const QUEUE_HANDED_OFF_TOTAL: &str = "hookgate_queue_handed_off_total";
 pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
+pub const QUEUE_OLDEST_WAITING_AGE: &str = "hookgate_queue_oldest_waiting_age_seconds";
 pub const RATE_LIMITED_TOTAL: &str = "hookgate_rate_limited_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "hookgate_config_reloads_total";
 
@@ -245,6 +246,12 @@ pub fn queue_backlog(deliveries: u64, bytes: u64) {
 /// dead letters can be alerted on and delivered ones seen until pruned).
 pub fn queue_depth(target: &str, state: &'static str, n: u64) {
     metrics::gauge!(QUEUE_DEPTH, "target" => target.to_owned(), "state" => state).set(n as f64);
+}
+
+/// How long ago the oldest unfinished delivery of `target` was accepted
+/// (0 when nothing waits); set from the store when `/metrics` is read.
+pub fn queue_oldest_waiting_age(target: &str, seconds: f64) {
+    metrics::gauge!(QUEUE_OLDEST_WAITING_AGE, "target" => target.to_owned()).set(seconds);
 }
 
 /// Count `waits` times that `target`'s worker had to wait for its rate limit

@@ -84,11 +84,13 @@ pub fn filter(
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(with_state.clone())
-        .map(|state: Arc<Admin>| {
+        .then(|state: Arc<Admin>| async move {
+            let snapshot = state.live.load_full();
+            overview::publish_oldest_waiting(&state, &snapshot).await;
             let body = state
                 .metrics
                 .as_ref()
-                .map(|h| render_metrics(h, &state.live.load()))
+                .map(|h| render_metrics(h, &snapshot))
                 .unwrap_or_default();
             warp::reply::with_header(body, "content-type", "text/plain; version=0.0.4")
                 .into_response()

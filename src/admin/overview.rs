@@ -43,6 +43,32 @@ pub async fn targets(state: Arc<Admin>) -> Response {
     warp::reply::json(&json!({ "window_seconds": WINDOW_SECONDS, "targets": rows })).into_response()
 }
 
+/// Set `hookgate_queue_oldest_waiting_age_seconds` for every configured
+/// target from the store, just before `/metrics` is rendered (a scrape is
+/// the only reader, so it is read when asked for, not kept up to date).
+/// A store that cannot answer leaves the gauges as they were.
+pub async fn publish_oldest_waiting(state: &Admin, snapshot: &crate::snapshot::Snapshot) {
+    let targets = &snapshot.config.targets;
+    let names = targets.iter().map(|t| t.name.clone()).collect();
+    let Ok(queues) = state.store.target_queues(names).await else {
+        return;
+    };
+    let now_ms = state.clock.now_ms();
+    for (target, queue) in targets.iter().zip(queues) {
+        crate::metrics::queue_oldest_waiting_age(
+            &target.name,
+            age_seconds(&queue, now_ms).unwrap_or(0.0),
+        );
+    }
+}
+
+/// How long ago the oldest unfinished delivery was accepted.
+fn age_seconds(queue: &TargetQueue, now_ms: i64) -> Option<f64> {
+    queue
+        .oldest_waiting_ms
+        .map(|at| now_ms.saturating_sub(at).max(0) as f64 / 1000.0)
+}
+
 fn row(
     target: &Target,
     queue: &TargetQueue,
@@ -60,9 +86,7 @@ fn row(
         "enabled": target.enabled,
         "depth": depth,
         "oldest_waiting_at": queue.oldest_waiting_ms.map(format_rfc3339_ms),
-        "oldest_waiting_age_seconds": queue
-            .oldest_waiting_ms
-            .map(|at| (now_ms.saturating_sub(at)).max(0) as f64 / 1000.0),
+        "oldest_waiting_age_seconds": age_seconds(queue, now_ms),
         "circuit": if circuit_open { "open" } else { "closed" },
         "rate_limit": target
             .rate_limit

@@ -1,10 +1,13 @@
 //! The webhook handler: one request through the first half of the pipeline.
 //!
-//! source lookup (404/405) → body under limit and deadline (413/408) →
-//! verify (401/403) → source rate limit (429) → decode (400) → route →
-//! enqueue (durable) → 202.
-//! The order is DESIGN.md section 4's; nothing here does network I/O beyond
-//! answering, and the store call is the only await that can take long.
+//! head size (431) → source lookup (404/405) → body under limit and deadline
+//! (413/408), with room in `max_inflight_bytes` (503) → verify (401/403) →
+//! source rate limit (429) → decode (400) → route → enqueue (durable) → 202.
+//! The order is DESIGN.md section 4's (which leaves the 431 and the memory
+//! bound unplaced: a head too large is refused before anything reads it, and
+//! room for a body is reserved before its first byte is read); nothing here
+//! does network I/O beyond answering, and the store call is the only await
+//! that can take long.
 
 use std::sync::Arc;
 

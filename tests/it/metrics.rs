@@ -200,6 +200,11 @@ async fn every_metric_has_its_labels_and_a_reload_ends_removed_series() {
             &["target"],
         ),
         ("hookgate_queue_depth", "gauge", &["target", "state"]),
+        (
+            "hookgate_queue_oldest_waiting_age_seconds",
+            "gauge",
+            &["target"],
+        ),
         ("hookgate_rate_limited_total", "counter", &["target"]),
         ("hookgate_circuit_open", "gauge", &["target"]),
         ("hookgate_config_reloads_total", "counter", &["result"]),
@@ -238,6 +243,13 @@ async fn every_metric_has_its_labels_and_a_reload_ends_removed_series() {
     for target in ["crm", "refusing", "audit"] {
         assert_eq!(
             m.value(&format!("hookgate_circuit_open{{target=\"{target}\"}}")),
+            0.0
+        );
+        // Everything was delivered or is dead: nothing waits.
+        assert_eq!(
+            m.value(&format!(
+                "hookgate_queue_oldest_waiting_age_seconds{{target=\"{target}\"}}"
+            )),
             0.0
         );
         for state in ["pending", "in_flight", "retrying"] {

@@ -103,6 +103,20 @@ routes:
         .expect("an age");
     assert!((0.0..30.0).contains(&age), "{age}");
 
+    // The same age, as a gauge set when /metrics is read.
+    let gauge = gw
+        .metric("hookgate_queue_oldest_waiting_age_seconds{target=\"ov-failing\"}")
+        .await
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("the gauge");
+    assert!(gauge > 0.0 && gauge < 30.0, "{gauge}");
+    assert_eq!(
+        gw.metric("hookgate_queue_oldest_waiting_age_seconds{target=\"ov-ok\"}")
+            .await
+            .as_deref(),
+        Some("0")
+    );
+
     // One cell at once, then one every half second: three waits at least.
     let limited_entry = entry(&overview, "ov-limited");
     assert_eq!(
