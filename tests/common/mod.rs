@@ -57,6 +57,20 @@ pub async fn post_signed(url: &str, body: &str) -> reqwest::Response {
         .expect("request to the gateway")
 }
 
+/// Post `n` distinct signed `status-changed` events round robin over
+/// `urls`, each answered 202; their event ids.
+pub async fn accept_events(urls: &[String], n: usize) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    for i in 0..n {
+        let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
+        let resp = post_signed(&urls[i % urls.len()], &body).await;
+        assert_eq!(resp.status(), 202);
+        let v: serde_json::Value = resp.json().await.unwrap();
+        ids.insert(v["id"].as_str().unwrap().to_owned());
+    }
+    ids
+}
+
 /// The text of a GET to `url` (a `/metrics` page).
 pub async fn metrics_text(url: &str) -> String {
     reqwest::get(url).await.unwrap().text().await.unwrap()
@@ -284,6 +298,24 @@ impl RefusedPort {
             port,
         }
     }
+}
+
+/// `tool` can be run here (`tool ARGS` exits 0); otherwise say, in one
+/// line, what is skipped.
+pub fn tool_available(tool: &str, args: &[&str], skipped: &str) -> bool {
+    let ok = Command::new(tool)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        eprintln!(
+            "`{tool} {}` unavailable: skipping {skipped}",
+            args.join(" ")
+        );
+    }
+    ok
 }
 
 /// The real `hookgate` binary, running `serve -c FILE` as a child process.

@@ -241,4 +241,12 @@ impl Sink {
     pub fn count(&self) -> usize {
         self.state.received.lock().unwrap().len()
     }
+
+    /// The `x-hookgate-event-id` of every request received.
+    pub fn event_ids(&self) -> std::collections::HashSet<String> {
+        self.received()
+            .iter()
+            .filter_map(|r| r.header("x-hookgate-event-id").map(str::to_owned))
+            .collect()
+    }
 }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::sink::Sink;
-use crate::common::{self, Process, RefusedPort, event, eventually, post_signed};
+use crate::common::{self, Process, RefusedPort, eventually};
 
 /// The documented backup command, with its two paths.
 fn documented_command() -> (String, &'static str, &'static str) {
@@ -35,20 +35,10 @@ fn documented_command() -> (String, &'static str, &'static str) {
     (command, queue, backup)
 }
 
-fn config(queue_dir: &str, target_port: u16) -> String {
-    format!(
-        r#"version: 1
-server:
-  listen: 127.0.0.1:{{PORT}}
-admin:
-  listen: 127.0.0.1:{{ADMIN_PORT}}
-queue:
-  path: ./{queue_dir}/queue.db
-sources:
-  - name: outrival
-    path: /webhooks/outrival
-    verify: {{ scheme: outrival, secrets: ["{secret}"] }}
-targets:
+/// The queue in `./data/`, one target on `target_port` retrying every 200 ms.
+fn config(target_port: u16) -> String {
+    common::process_config_yaml(&format!(
+        r#"targets:
   crm:
     kind: http
     url: http://127.0.0.1:{target_port}/hooks
@@ -56,9 +46,8 @@ targets:
     retry: {{ schedule: [200ms], max_attempts: 1000, jitter: false }}
 routes:
   - {{ name: all, match: {{}}, targets: [crm] }}
-"#,
-        secret = common::SECRET
-    )
+"#
+    ))
 }
 
 #[tokio::test]
@@ -74,16 +63,9 @@ async fn the_documented_backup_restores_into_a_hookgate_that_delivers_it() {
     let (command, queue_path, backup_path) = documented_command();
     let dir = tempfile::tempdir().unwrap();
     let down = RefusedPort::reserve();
-    let mut gw = Process::serve(dir.path(), &config("data", down.port));
+    let mut gw = Process::serve(dir.path(), &config(down.port));
     gw.wait_ready().await;
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
-        let resp = post_signed(&gw.url("/webhooks/outrival"), &body).await;
-        assert_eq!(resp.status(), 202);
-        let v: serde_json::Value = resp.json().await.unwrap();
-        ids.push(v["id"].as_str().unwrap().to_owned());
-    }
+    let ids = common::accept_events(&[gw.url("/webhooks/outrival")], 20).await;
 
     // The doc's command, on this queue, while hookgate runs.
     let live = dir.path().join("data/queue.db");
@@ -100,23 +82,16 @@ async fn the_documented_backup_restores_into_a_hookgate_that_delivers_it() {
     assert!(gw.terminate().success());
 
     // Restored into another hookgate's queue directory, its target up.
-    let restored = dir.path().join("restored");
-    std::fs::create_dir(&restored).unwrap();
-    std::fs::copy(&copy, restored.join("queue.db")).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    std::fs::create_dir(other.path().join("data")).unwrap();
+    std::fs::copy(&copy, other.path().join("data/queue.db")).unwrap();
     let sink = Sink::start().await;
-    let mut again = Process::serve(dir.path(), &config("restored", sink.addr.port()));
+    let mut again = Process::serve(other.path(), &config(sink.addr.port()));
     again.wait_ready().await;
     eventually(
         Duration::from_secs(20),
         "every acknowledged event delivered from the copy",
-        || async {
-            let got: Vec<String> = sink
-                .received()
-                .iter()
-                .filter_map(|r| r.header("x-hookgate-event-id").map(str::to_owned))
-                .collect();
-            ids.iter().all(|id| got.contains(id))
-        },
+        || async { ids.is_subset(&sink.event_ids()) },
     )
     .await;
     assert!(again.terminate().success());

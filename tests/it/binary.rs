@@ -44,14 +44,7 @@ async fn kill_9_after_202_loses_nothing() {
     let target_port = common::free_port(); // nothing listens there yet: the target is down
     let mut gw = Process::serve(dir.path(), &config(target_port));
     gw.wait_ready().await;
-    let mut ids = HashSet::new();
-    for i in 0..200 {
-        let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
-        let resp = post_signed(&gw.url("/webhooks/outrival"), &body).await;
-        assert_eq!(resp.status(), 202);
-        let v: serde_json::Value = resp.json().await.unwrap();
-        ids.insert(v["id"].as_str().unwrap().to_owned());
-    }
+    let ids = common::accept_events(&[gw.url("/webhooks/outrival")], 200).await;
     gw.kill9();
 
     // The target comes up, then hookgate restarts on the same queue.
@@ -62,14 +55,7 @@ async fn kill_9_after_202_loses_nothing() {
     eventually(
         Duration::from_secs(20),
         "every acknowledged event delivered",
-        || async {
-            let got: HashSet<String> = sink
-                .received()
-                .iter()
-                .filter_map(|r| r.header("x-hookgate-event-id").map(str::to_owned))
-                .collect();
-            ids.is_subset(&got)
-        },
+        || async { ids.is_subset(&sink.event_ids()) },
     )
     .await;
     assert!(
@@ -407,17 +393,14 @@ async fn the_readme_tour_works_with_the_example_config() {
 
     let mut gw = Process::serve(dir.path(), &yaml);
     gw.wait_ready().await;
-    let out = tokio::process::Command::new(binary())
-        .args([
-            "send",
-            &gw.url("/webhooks/outrival"),
-            "--secret",
-            "dev-secret-change-me-0123456789",
-        ])
-        .arg(root.join("examples/status-changed.json"))
-        .output()
-        .await
-        .unwrap();
+    // `hookgate send URL --secret S examples/status-changed.json`.
+    let send = |secret: &'static str| {
+        tokio::process::Command::new(binary())
+            .args(["send", &gw.url("/webhooks/outrival"), "--secret", secret])
+            .arg(root.join("examples/status-changed.json"))
+            .output()
+    };
+    let out = send("dev-secret-change-me-0123456789").await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
     assert!(
@@ -437,16 +420,7 @@ async fn the_readme_tour_works_with_the_example_config() {
     .await;
 
     // "Now try what a gateway must refuse".
-    let out = Command::new(binary())
-        .args([
-            "send",
-            &gw.url("/webhooks/outrival"),
-            "--secret",
-            "wrong-secret",
-        ])
-        .arg(root.join("examples/status-changed.json"))
-        .output()
-        .unwrap();
+    let out = send("wrong-secret").await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(!out.status.success() && stdout.contains("403"), "{stdout}");
     assert!(stdout.contains("invalid_signature"), "{stdout}");

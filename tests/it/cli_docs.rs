@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use crate::common::binary;
+use crate::common::{binary, tool_available};
 
 fn run(args: &[&str]) -> Output {
     Command::new(binary())
@@ -46,20 +46,6 @@ fn commands() -> Vec<String> {
     names
 }
 
-/// `tool ARGS` runs here; otherwise one line says what is skipped.
-fn have(tool: &str, args: &[&str], skipped: &str) -> bool {
-    let ok = Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("`{tool}` unavailable: skipping {skipped}");
-    }
-    ok
-}
-
 #[test]
 fn completions_for_every_shell_name_every_command() {
     let commands = commands();
@@ -74,7 +60,7 @@ fn completions_for_every_shell_name_every_command() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("bash"));
 
-    if have("bash", &["--version"], "sourcing the bash completion") {
+    if tool_available("bash", &["--version"], "sourcing the bash completion") {
         let script = stdout_of(&["completions", "bash"]);
         // Source it and complete `hookgate se` and `hookgate completions `.
         let probe = format!(
@@ -100,7 +86,7 @@ fn completions_for_every_shell_name_every_command() {
 
 /// groff's warnings about a page (`-ww`: every warning), when groff is here.
 fn groff_warnings(page: &Path) -> Option<String> {
-    if !have("groff", &["--version"], "rendering the manual pages") {
+    if !tool_available("groff", &["--version"], "rendering the manual pages") {
         return None;
     }
     let out = Command::new("groff")

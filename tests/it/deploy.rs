@@ -20,7 +20,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-use crate::common::binary;
+use crate::common::{binary, tool_available};
 
 mod compose;
 mod image;
@@ -346,26 +346,6 @@ fn check(config_text: &str, env: &BTreeMap<String, String>, allow_missing_env: b
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-/// `tool` can be run here (`tool ARGS` exits 0); otherwise say, in one
-/// line, what is skipped.
-fn tool_available(tool: &str, args: &[&str], skipped: &str) -> bool {
-    let ok = Command::new(tool)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        use std::io::Write;
-        let _ = writeln!(
-            std::io::stderr(),
-            "`{tool} {}` unavailable: skipping {skipped}",
-            args.join(" ")
-        );
-    }
-    ok
 }
 
 /// Names in `needed` that `provided` lacks.

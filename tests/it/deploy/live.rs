@@ -8,7 +8,7 @@
 //! every signature. Skipped, with one line, without `redis-server` or
 //! `python3`.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -19,7 +19,7 @@ use super::{
     Kustomize, LOCAL_COMPOSE, compose, compose_config, compose_replicas, deploy_dir, env_example,
     mounted_config, read, tool_available,
 };
-use crate::common::{self, Process, SECRET, event, eventually, free_port, post_signed, sign};
+use crate::common::{self, Process, SECRET, eventually, free_port, sign};
 
 /// A child process killed on drop.
 struct Guard(Child);
@@ -193,14 +193,7 @@ fn on_loopback(mut config: serde_json::Value, target: &str, port: u16) -> String
 /// wait until the sample downstream logged each one as verified; `rejected`
 /// is how many refusals its log may hold.
 async fn all_verified(urls: &[String], n: usize, log: &Path, rejected: usize) {
-    let mut ids = HashSet::new();
-    for i in 0..n {
-        let body = event("status-changed", "VOICE", "ended", &format!("c-{i}"));
-        let resp = post_signed(&urls[i % urls.len()], &body).await;
-        assert_eq!(resp.status(), 202);
-        let v: serde_json::Value = resp.json().await.unwrap();
-        ids.insert(v["id"].as_str().unwrap().to_owned());
-    }
+    let ids = common::accept_events(urls, n).await;
     eventually(
         Duration::from_secs(20),
         "every event verified by the downstream",
