@@ -414,8 +414,9 @@ Stop accepting, let requests and attempts in flight finish within \fBserver.shut
 \fBSIGHUP\fR
 Reload the config file (an invalid file changes nothing).
 .SH EXIT STATUS
-0 on success (\fBserve\fR: a clean shutdown; \fBcheck\fR: a valid file; \fBsend\fR: a 2xx answer),
-1 otherwise, with the reason on standard error.
+0 on success (\fBserve\fR: a clean shutdown; \fBcheck\fR: a valid file; \fBtest\fR: every case
+passed; \fBsend\fR: a 2xx answer), 2 on a usage error (an unknown command or flag), 1 otherwise,
+with the reason on standard error.
 .SH SEE ALSO
 docs/rules.md (every config key), docs/operations.md (running, reloading, metrics, alerts),
 docs/security.md, docs/targets.md, and deploy/ for Docker, Kubernetes and systemd,
