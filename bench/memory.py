@@ -17,7 +17,8 @@ a closed port). Phases, each reported with RSS at its end and the peak so far:
               (bodies being received, stored and delivered all count)
   backlog     the sink gone: BACKLOG (20000) events pile up, pending
 
-Standard library only. Prints a Markdown table.
+Standard library only. Prints a Markdown table; KEEP=1 keeps the temporary
+directory (config, queue, hookgate's log).
 """
 
 import hashlib
@@ -26,6 +27,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -183,6 +185,10 @@ def main():
     finally:
         gw.terminate()
         gw.wait()
+        if os.environ.get("KEEP"):
+            print(f"kept {work} (config, queue, hookgate's log)")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print(f"hookgate {BINARY} on {os.path.relpath(config_path, ROOT)}\n")
     print("| phase | answers | RSS MiB | peak RSS MiB |")
     print("|---|---|---:|---:|")
