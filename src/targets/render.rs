@@ -6,7 +6,8 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::Attempt;
-use crate::config::{BodyMode, EmailTarget, HttpTarget, SlackTarget};
+use crate::config::{BodyMode, EmailTarget, HttpTarget, Schema, SlackTarget};
+use crate::event::{DecodeError, FieldSet};
 use crate::templates::{DeliveryVars, TemplateSet};
 
 /// The `hookgate` template variables of one attempt to one target.
@@ -129,8 +130,18 @@ pub fn email(
 }
 
 /// The stored body as JSON, for templates.
+///
+/// Parsed as ingress parsed it (`event::decode`, everything kept), not with
+/// `serde_json::from_slice`: serde_json stops at 127 levels of nesting, and
+/// ingress accepts 128, so such an event was stored and then dead-lettered
+/// as `render_error` by every template target (found by fuzzing).
 pub fn parse_payload(body: &[u8]) -> Result<Value, String> {
-    serde_json::from_slice(body).map_err(|e| format!("stored event is not JSON: {e}"))
+    match crate::event::decode(body, Schema::Json, false, &FieldSet::everything()) {
+        Ok(event) => Ok(event.value),
+        Err(DecodeError::InvalidJson(e) | DecodeError::InvalidEvent(e)) => {
+            Err(format!("stored event is not usable: {e}"))
+        }
+    }
 }
 
 fn is_json(content_type: &http::HeaderValue) -> bool {

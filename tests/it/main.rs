@@ -19,6 +19,7 @@ mod deploy;
 mod docs;
 mod email;
 mod engine;
+mod fuzz_regressions;
 mod ingress;
 mod limits_source;
 mod limits_target;
