@@ -89,9 +89,17 @@ fn detail_view(d: &DeliveryDetail) -> DetailView<'_> {
                 response_excerpt: a.response_excerpt.as_deref(),
             })
             .collect(),
-        // Stored bodies are verified JSON objects; anything else is shown as text.
-        event: serde_json::from_slice(&d.event_body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.event_body).into_owned())),
+        // Stored bodies are verified JSON objects, read as ingress read them
+        // (128 levels deep is allowed; serde_json alone stops at 127);
+        // anything else is shown as text.
+        event: crate::event::decode(
+            &d.event_body,
+            crate::config::Schema::Json,
+            false,
+            &crate::event::FieldSet::everything(),
+        )
+        .map(|decoded| decoded.value)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.event_body).into_owned())),
     }
 }
 

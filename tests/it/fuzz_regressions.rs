@@ -75,3 +75,34 @@ routes: [{ name: r, match: {}, targets: [t] }]
     // One level deeper is still refused, as at ingress.
     assert!(parse_payload(nested(MAX_DEPTH + 1).as_bytes()).is_err());
 }
+
+/// The same limit in the admin API: a stored event nested 128 deep is shown
+/// as JSON in `GET /admin/deliveries/{id}`, not as a string of its text.
+#[tokio::test]
+async fn the_admin_detail_shows_an_event_nested_128_deep_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let rest = format!(
+        "targets:\n  audit: {{ kind: log, path: {} }}\nroutes:\n  - {{ name: all, match: {{}}, targets: [audit] }}\n",
+        dir.path().join("audit.log").display()
+    );
+    let gw =
+        crate::common::Gateway::start(dir.path(), &crate::common::config_yaml(dir.path(), &rest))
+            .await;
+    let body = nested(MAX_DEPTH);
+    let r = crate::common::post_signed(&gw.url("/webhooks/outrival"), &body).await;
+    assert_eq!(r.status(), 202);
+    let accepted: serde_json::Value = r.json().await.unwrap();
+    let id = accepted["deliveries"][0]["id"].as_str().unwrap().to_owned();
+    let text = reqwest::get(gw.admin_url(&format!("/admin/deliveries/{id}")))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // serde_json's own reader stops at 127 levels too: lift it, as hookgate does.
+    let mut de = serde_json::Deserializer::from_str(&text);
+    de.disable_recursion_limit();
+    let detail: serde_json::Value = serde::Deserialize::deserialize(&mut de).unwrap();
+    assert_eq!(detail["event"]["event"], "status-changed", "{text}");
+    gw.stop().await;
+}
