@@ -14,6 +14,7 @@
 //! | [`metrics`] | metric names and typed helpers (leaf) |
 //! | [`clock`] | wall-clock milliseconds behind a trait (leaf) |
 //! | [`rate_limit`] | a GCRA limiter built from a `rate_limit` (leaf) |
+//! | `panics` | the text of a caught panic, for the log line that reports it (leaf) |
 //! | [`verify`] | inbound source verification, built on `signing` (pure) |
 //! | [`event`] | decoding a verified body: JSON object, depth, schema (pure) |
 //! | [`rules`] | routes compiled into a [`rules::RoutePlan`]; event → deliveries (pure) |
@@ -25,7 +26,7 @@
 //! | [`preview`] | `hookgate route`: one event's routes and rendered deliveries, sent nowhere |
 //! | [`rule_tests`] | `hookgate test`: cases of events and expectations, run through `preview` |
 //! | [`reload`] | hot reload: the one writer of the snapshot; file watch, SIGHUP |
-//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the admin API (its dry run uses `preview`) |
+//! | [`admin`] | `/healthz`, `/readyz`, `/metrics`, the admin API (its dry run uses `preview`; `/admin/targets` reads `delivery::activity`), the console at `/ui/` |
 //!
 //! `ingress` never imports `delivery` or `targets`; `delivery` never imports
 //! `ingress`; `queue` never imports either. Only this file, `main.rs` and
