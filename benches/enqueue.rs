@@ -26,6 +26,7 @@ fn new_event(body: &Bytes) -> NewEvent {
             id: Uuid::now_v7(),
             target: "sink".to_owned(),
             route: "bench".to_owned(),
+            order: None,
         }],
         dedupe: None,
         limits: None,

@@ -20,7 +20,8 @@ use crate::rules::RoutePlan;
 pub struct Snapshot {
     pub config: Config,
     pub plan: RoutePlan,
-    /// What ingress parses of an event: the fields the routes and the schema read.
+    /// What ingress parses of an event: the fields the routes, the schema and
+    /// the ordered targets' keys read.
     pub fields: FieldSet,
     /// Unix milliseconds when this config was loaded.
     pub loaded_at_ms: i64,
@@ -29,7 +30,13 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(config: Config, loaded_at_ms: i64) -> Self {
         let plan = RoutePlan::compile(&config);
-        let fields = FieldSet::for_routes(&config.routes);
+        let mut fields = FieldSet::for_routes(&config.routes);
+        // Ordered targets' keys are read from the parsed event too.
+        for target in &config.targets {
+            if let Some(ordering) = &target.ordering {
+                fields.insert(&ordering.path);
+            }
+        }
         Snapshot {
             config,
             plan,

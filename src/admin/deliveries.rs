@@ -72,6 +72,12 @@ struct DetailView<'a> {
     delivery: DeliveryView<'a>,
     attempts: Vec<AttemptView<'a>>,
     event: Value,
+    /// Its key's text, when it was stored for an ordered target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    order_key: Option<&'a str>,
+    /// The head of its key it waits behind, while it waits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting_for: Option<String>,
 }
 
 fn detail_view(d: &DeliveryDetail) -> DetailView<'_> {
@@ -100,6 +106,8 @@ fn detail_view(d: &DeliveryDetail) -> DetailView<'_> {
         )
         .map(|decoded| decoded.value)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&d.event_body).into_owned())),
+        order_key: d.order_key.as_deref(),
+        waiting_for: d.waiting_for.map(|id| id.to_string()),
     }
 }
 

@@ -103,6 +103,7 @@ fn answer(config: &Config, p: &Preview) -> Value {
                 "target": d.target,
                 "kind": d.kind,
                 "route": d.route,
+                "ordering": d.ordering,
                 "preview": without_signature(config, &d.target, json!(d.send)),
             })
         })

@@ -19,7 +19,7 @@ use super::deliveries::store_error;
 use crate::clock::format_rfc3339_ms;
 use crate::config::Target;
 use crate::delivery::activity::{Recent, WINDOW_SECONDS};
-use crate::queue::{DeliveryState, TargetQueue};
+use crate::queue::{BlockedKeys, DeliveryState, TargetQueue};
 
 pub async fn targets(state: Arc<Admin>) -> Response {
     let snapshot = state.live.load_full();
@@ -30,17 +30,46 @@ pub async fn targets(state: Arc<Admin>) -> Response {
         Err(e) => return store_error(&e),
     };
     let now_ms = state.clock.now_ms();
-    let rows: Vec<Value> = targets
+    let mut rows: Vec<Value> = Vec::with_capacity(targets.len());
+    for (target, queue) in targets.iter().zip(queues) {
+        let activity = state.activity.get(&target.name);
+        let circuit_open = activity.as_ref().is_some_and(|a| a.circuit_open());
+        let recent = activity.map(|a| a.recent()).unwrap_or_default();
+        let mut row = row(target, &queue, circuit_open, recent, now_ms);
+        if let Some(ordering) = &target.ordering {
+            let blocked = match state.store.blocked_keys(&target.name, BLOCKED_SHOWN).await {
+                Ok(blocked) => blocked,
+                Err(e) => return store_error(&e),
+            };
+            row["ordering"] = ordering_view(&ordering.key, &blocked);
+        }
+        rows.push(row);
+    }
+    warp::reply::json(&json!({ "window_seconds": WINDOW_SECONDS, "targets": rows })).into_response()
+}
+
+/// How many blocked keys of an ordered target the overview lists.
+const BLOCKED_SHOWN: usize = 20;
+
+/// An ordered target's lanes: how many keys wait behind a head, and the
+/// oldest of those heads.
+fn ordering_view(key: &str, blocked: &BlockedKeys) -> Value {
+    let heads: Vec<Value> = blocked
+        .keys
         .iter()
-        .zip(queues)
-        .map(|(target, queue)| {
-            let activity = state.activity.get(&target.name);
-            let circuit_open = activity.as_ref().is_some_and(|a| a.circuit_open());
-            let recent = activity.map(|a| a.recent()).unwrap_or_default();
-            row(target, &queue, circuit_open, recent, now_ms)
+        .map(|k| {
+            json!({
+                "key": k.key,
+                "head": k.head.to_string(),
+                "head_state": k.head_state.as_str(),
+                "head_attempts": k.head_attempts,
+                "head_next_attempt_at": k.head_next_attempt_at_ms.map(format_rfc3339_ms),
+                "head_last_error": k.head_last_error,
+                "waiting": k.waiting,
+            })
         })
         .collect();
-    warp::reply::json(&json!({ "window_seconds": WINDOW_SECONDS, "targets": rows })).into_response()
+    json!({ "key": key, "blocked_keys": blocked.blocked, "blocked": heads })
 }
 
 /// Set `hookgate_queue_oldest_waiting_age_seconds` for every configured
@@ -82,6 +111,7 @@ fn row(
         .collect();
     json!({
         "name": target.name,
+        "ordering": Value::Null,
         "kind": target.kind_name(),
         "enabled": target.enabled,
         "depth": depth,

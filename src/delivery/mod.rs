@@ -16,6 +16,7 @@ pub mod circuit_board;
 pub mod gate;
 mod hand_off;
 pub mod limits;
+mod ordering;
 mod retention;
 pub mod retry;
 pub mod runtime;
@@ -110,7 +111,12 @@ impl Dispatcher {
         });
         for (name, target) in wanted {
             match self.targets.get_mut(name) {
-                Some(runtime) => runtime.retune(Settings::of(target), &mut self.tasks),
+                Some(runtime) => {
+                    runtime.retune(Settings::of(target), &mut self.tasks);
+                    // The worker looks at the config again, so a change of
+                    // `ordering` reaches the store now, not at its next due time.
+                    self.ctx.store.work_signal().notify(name);
+                }
                 None => {
                     let runtime =
                         TargetRuntime::start(&self.ctx, target, &self.stop, &mut self.tasks);

@@ -36,6 +36,7 @@ use super::attempt;
 use super::gate::Admission;
 use super::hand_off::HandOffLane;
 use super::limits::{Cell, TargetLimits};
+use super::ordering::OrderingSync;
 use super::runtime::TargetShared;
 use crate::queue::{Claim, DeliveryId, LeaseToken};
 
@@ -74,12 +75,14 @@ pub async fn run(
         return;
     }
     lane.withdraw(); // a restarted worker starts from no offer
+    let mut ordering = OrderingSync::default();
     loop {
         #[cfg(test)]
         super::test_hooks::maybe_panic(super::test_hooks::Hook::Worker, target);
         if stop.is_cancelled() {
             break;
         }
+
         attempts.reap().await;
         limits.refresh();
         // Handed off after this worker left its idle wait (their batch was
@@ -153,6 +156,17 @@ pub async fn run(
                 }
                 Cell::AfterWait => {}
             }
+        }
+        // Right before the claim: the store's lanes follow the target's
+        // `ordering` as the config has it now (a reload may have changed it
+        // while this worker waited for a permit, the gate or a cell).
+        if !ordering.ensure(ctx, target).await {
+            if admission == Admission::Probe {
+                gate.lock().probe_unused();
+            }
+            drop(permit);
+            sleep_or_stop(STORE_ERROR_BACKOFF, stop).await;
+            continue;
         }
         let limit = match admission {
             Admission::Probe => 1,

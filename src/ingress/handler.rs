@@ -26,8 +26,8 @@ use super::dedupe::dedupe_key;
 use super::error::IngressError;
 use crate::event::{DecodeError, decode};
 use crate::metrics::{self, RequestOutcome};
-use crate::queue::{Backlog, Enqueued, NewDelivery, NewEvent, StoreError};
-use crate::rules::UNMATCHED_ROUTE;
+use crate::queue::{Backlog, Enqueued, NewDelivery, NewEvent, OrderKey, StoreError, ordering_path};
+use crate::rules::{UNMATCHED_ROUTE, lane_key};
 
 /// How long a client is asked to wait when the queue cannot take the event.
 const QUEUE_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
@@ -167,13 +167,20 @@ where
     let deliveries: Vec<NewDelivery> = decision
         .deliveries
         .iter()
-        .map(|d| NewDelivery {
-            id: Uuid::now_v7(),
-            target: config.target(d.target).name.clone(),
-            route: d
-                .route
-                .map_or(UNMATCHED_ROUTE, |r| config.routes[r].name.as_str())
-                .to_owned(),
+        .map(|d| {
+            let target = config.target(d.target);
+            NewDelivery {
+                id: Uuid::now_v7(),
+                target: target.name.clone(),
+                route: d
+                    .route
+                    .map_or(UNMATCHED_ROUTE, |r| config.routes[r].name.as_str())
+                    .to_owned(),
+                order: target.ordering.as_ref().map(|o| OrderKey {
+                    path: ordering_path(&o.path),
+                    value: lane_key(&event.value, &o.path),
+                }),
+            }
         })
         .collect();
     let new_event = NewEvent {

@@ -77,8 +77,20 @@ pub struct DeliveryPreview {
     pub target: String,
     pub kind: &'static str,
     pub route: String,
+    /// The key the delivery would be ordered by, when its target is ordered.
+    pub ordering: Option<OrderingPreview>,
     #[serde(flatten)]
     pub send: Send,
+}
+
+/// Where a delivery to an ordered target would queue (DESIGN.md section 6).
+#[derive(Debug, Serialize)]
+pub struct OrderingPreview {
+    /// The target's `ordering.key`, as written.
+    pub key: String,
+    /// The key's text as the queue stores it (`crate::rules::lane_key`):
+    /// the value's JSON, or empty for the shared "no key" lane.
+    pub value: String,
 }
 
 /// What one delivery would send.
@@ -189,6 +201,10 @@ pub fn preview(
                 target: target.name.clone(),
                 kind: target.kind_name(),
                 route: route.to_owned(),
+                ordering: target.ordering.as_ref().map(|o| OrderingPreview {
+                    key: o.key.clone(),
+                    value: crate::rules::lane_key(&event.value, &o.path),
+                }),
                 send: send_to(target, route),
             }
         })

@@ -63,6 +63,17 @@ impl Preview {
                 "  {} [{}] via route {}\n",
                 d.target, d.kind, d.route
             ));
+            if let Some(o) = &d.ordering {
+                let value = if o.value.is_empty() {
+                    "absent: the shared \"no key\" lane"
+                } else {
+                    o.value.as_str()
+                };
+                out.push_str(&format!(
+                    "    ordered by {}: key {value}, after earlier deliveries of that key\n",
+                    o.key
+                ));
+            }
             describe_send(&mut out, &d.send);
         }
         if !self.skipped.is_empty() {

@@ -125,6 +125,20 @@ pub trait DeliveryQueue: Send + Sync + 'static {
         let _ = target;
         None
     }
+
+    /// Order `target`'s deliveries by the payload value at `path` (DESIGN.md
+    /// section 6), or stop ordering them (`None`). The store remembers what
+    /// it was last told, across restarts; telling it the same again changes
+    /// nothing. A change rebuilds the target's lanes from the stored rows:
+    /// losing (or changing) the path lets every held delivery go, in
+    /// acceptance order; gaining it puts every delivery not yet attempted
+    /// behind the earliest unfinished delivery of its key. The worker of
+    /// `target` calls this before it claims under a config.
+    fn set_ordering(
+        &self,
+        target: &str,
+        path: Option<Vec<String>>,
+    ) -> StoreFuture<'_, OrderingChange>;
 }
 
 /// Records and bulk work: the admin API, retention, the removed-target sweep
@@ -171,6 +185,10 @@ pub trait DeliveryRecords: Send + Sync + 'static {
     /// counters) and when its oldest unfinished delivery was accepted. A
     /// target with no deliveries gets zeros and `None`.
     fn target_queues(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<TargetQueue>>;
+
+    /// The keys of ordered `target` whose deliveries wait behind their head:
+    /// how many, and up to `limit` of them, the oldest heads first.
+    fn blocked_keys(&self, target: &str, limit: usize) -> StoreFuture<'_, BlockedKeys>;
 
     /// Every target name that has `pending`, `retrying` or `in_flight` deliveries.
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>>;

@@ -14,6 +14,7 @@
 //! Pure: no I/O, no async.
 
 mod index;
+mod lane_key;
 mod matcher;
 
 use serde_json::Value;
@@ -21,6 +22,7 @@ use serde_json::Value;
 use crate::config::{Config, TargetId};
 use index::RouteIndex;
 
+pub use lane_key::{MAX_KEY_TEXT, NO_KEY, lane_key};
 pub use matcher::{condition_holds, field_holds, first_failing, json_eq, lookup};
 
 /// The route name recorded for deliveries made to `unmatched` targets.

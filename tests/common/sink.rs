@@ -21,6 +21,8 @@ pub struct Received {
     pub body: Bytes,
     /// When the request (headers and body) had arrived.
     pub at: Instant,
+    /// The status the sink answered it with.
+    pub status: u16,
 }
 
 impl Received {
@@ -82,6 +84,9 @@ struct SinkState {
     received: Mutex<Vec<Received>>,
     /// Answers to give, in order; when empty, `fallback`.
     script: Mutex<VecDeque<Answer>>,
+    /// Answers for requests whose body holds a marker, in order, before
+    /// `script` (see [`Sink::script_for`]).
+    scripts_for: Mutex<Vec<(String, VecDeque<Answer>)>>,
     fallback: Mutex<Option<Answer>>,
     /// Requests being answered now, per `x-hookgate-delivery-id`.
     in_progress: Mutex<HashMap<String, usize>>,
@@ -158,24 +163,32 @@ impl Sink {
             .and(warp::header::headers_cloned())
             .and(warp::body::bytes())
             .then(
-                move |method: http::Method, path: warp::path::FullPath, headers, body| {
+                move |method: http::Method, path: warp::path::FullPath, headers, body: Bytes| {
                     let s = s.clone();
                     async move {
                         let _in_progress = InProgress::begin(&s, &headers);
+                        let marked = s
+                            .scripts_for
+                            .lock()
+                            .unwrap()
+                            .iter_mut()
+                            .find(|(marker, answers)| {
+                                !answers.is_empty()
+                                    && body.windows(marker.len()).any(|w| w == marker.as_bytes())
+                            })
+                            .and_then(|(_, answers)| answers.pop_front());
+                        let answer = marked
+                            .or_else(|| s.script.lock().unwrap().pop_front())
+                            .or_else(|| s.fallback.lock().unwrap().clone())
+                            .unwrap_or_else(|| Answer::status(200));
                         s.received.lock().unwrap().push(Received {
                             method: method.to_string(),
                             path: path.as_str().to_owned(),
                             headers: headers.clone(),
-                            body,
+                            body: body.clone(),
                             at: Instant::now(),
+                            status: answer.status,
                         });
-                        let answer = s
-                            .script
-                            .lock()
-                            .unwrap()
-                            .pop_front()
-                            .or_else(|| s.fallback.lock().unwrap().clone())
-                            .unwrap_or_else(|| Answer::status(200));
                         if !answer.delay.is_zero() {
                             tokio::time::sleep(answer.delay).await;
                         }
@@ -221,6 +234,16 @@ impl Sink {
     /// Answer the next requests with these, in order.
     pub fn script(&self, answers: impl IntoIterator<Item = Answer>) {
         self.state.script.lock().unwrap().extend(answers);
+    }
+
+    /// Answer the next requests whose body contains `marker` with these, in
+    /// order (before the general script).
+    pub fn script_for(&self, marker: &str, answers: impl IntoIterator<Item = Answer>) {
+        let mut scripts = self.state.scripts_for.lock().unwrap();
+        match scripts.iter_mut().find(|(m, _)| m == marker) {
+            Some((_, queue)) => queue.extend(answers),
+            None => scripts.push((marker.to_owned(), answers.into_iter().collect())),
+        }
     }
 
     /// Answer every request (after the script) with this.

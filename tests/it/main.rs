@@ -25,6 +25,7 @@ mod limits_source;
 mod limits_target;
 mod log_target;
 mod metrics;
+mod ordering;
 mod overview;
 mod pressure;
 mod redaction;

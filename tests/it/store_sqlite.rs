@@ -19,6 +19,7 @@ async fn setup() -> (Arc<dyn DeliveryStore>, TempDir) {
 }
 
 hookgate::delivery_store_conformance!(setup);
+hookgate::delivery_store_conformance!(ordering setup);
 
 const T0: i64 = 1_700_000_000_000;
 
@@ -211,7 +212,7 @@ async fn records_carry_the_format_version() {
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 4);
+    assert_eq!(version, 5);
     let ids: Vec<String> = conn
         .prepare("SELECT id FROM deliveries")
         .unwrap()

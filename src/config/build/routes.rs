@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::super::model::{Condition, FieldMatch, FieldTest, Route, TargetId};
 use super::super::node::{Key, Node, NodeValue};
 use super::contradictions::contradiction;
-use super::ctx::{Ctx, child, index};
+use super::ctx::{Ctx, Pos, child, index};
+use super::payload_paths::{payload_path, warn_unless_outrival};
 use super::targets::TargetNames;
 use super::values::{NAME_HELP, did_you_mean, is_valid_name, list_keys};
 
@@ -17,8 +18,6 @@ pub(super) const ROUTE_KEYS: &[&str] = &["name", "match", "any", "targets", "sto
 pub(super) const OPERATORS: &[&str] = &[
     "eq", "in", "not", "prefix", "suffix", "contains", "regex", "exists", "gt", "gte", "lt", "lte",
 ];
-/// Top-level fields of the OutRival event (DESIGN.md section 1).
-const OUTRIVAL_FIELDS: &[&str] = &["event", "type", "companionId", "data"];
 
 /// Reads routes, resolving target names and marking the targets they use.
 pub(super) struct Resolver<'t> {
@@ -233,25 +232,9 @@ impl<'t> Resolver<'t> {
         value: &Node,
         path: &str,
     ) -> Option<FieldMatch> {
-        let field_path = payload_path(cx, key, path)?;
-        if self.outrival_keys
-            && let Some(first) = field_path.first()
-            && !OUTRIVAL_FIELDS.contains(&first.as_str())
-        {
-            let help = match did_you_mean(first, OUTRIVAL_FIELDS.iter().copied().chain(["status"]))
-            {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => format!(
-                    "OutRival events have {} (and `status` for `data.status`)",
-                    list_keys(OUTRIVAL_FIELDS)
-                ),
-            };
-            cx.warn_help(
-                key,
-                path,
-                format!("`{first}` is not a field of an OutRival event"),
-                help,
-            );
+        let field_path = payload_path(cx, Pos::from(key), path, &key.name, "match key")?;
+        if self.outrival_keys {
+            warn_unless_outrival(cx, Pos::from(key), path, &field_path);
         }
         let tests = match &value.value {
             NodeValue::Map(_) => operators(cx, value, path)?,
@@ -272,24 +255,6 @@ impl<'t> Resolver<'t> {
             tests,
         })
     }
-}
-
-/// `status` is `data.status`; other keys are dotted paths.
-fn payload_path(cx: &mut Ctx<'_>, key: &Key, path: &str) -> Option<Vec<String>> {
-    if key.name == "status" {
-        return Some(vec!["data".to_owned(), "status".to_owned()]);
-    }
-    let parts: Vec<String> = key.name.split('.').map(str::to_owned).collect();
-    if parts.iter().any(String::is_empty) {
-        cx.error_help(
-            key,
-            path,
-            format!("invalid match key `{}`", key.name),
-            "write a dotted path from the payload root, e.g. `data.endedReason` or `data.messages.0.role`",
-        );
-        return None;
-    }
-    Some(parts)
 }
 
 /// `{ eq: v, in: [..], not: .., prefix: s, … }`: every operator must hold.

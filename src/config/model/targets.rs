@@ -22,6 +22,18 @@ pub struct Target {
     pub concurrency: usize,
     pub retry: RetryPolicy,
     pub circuit_breaker: CircuitBreaker,
+    /// `ordering`: deliveries with the same key go one at a time, in
+    /// acceptance order (DESIGN.md section 6).
+    pub ordering: Option<OrderingKey>,
+}
+
+/// A target's `ordering`: the payload path whose value is a delivery's key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderingKey {
+    /// The path as written (`companionId`, `status`), for display.
+    pub key: String,
+    /// The resolved payload path (`status` becomes `["data", "status"]`).
+    pub path: Vec<String>,
 }
 
 impl Target {

@@ -113,6 +113,7 @@ impl Harness {
                     id,
                     target: target.to_owned(),
                     route: "test".to_owned(),
+                    order: None,
                 }],
                 dedupe: None,
                 limits: None,

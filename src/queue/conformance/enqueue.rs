@@ -48,6 +48,7 @@ pub async fn one_delivery_per_event_and_target(store: Arc<dyn DeliveryStore>) {
         id: Uuid::now_v7(),
         target: "t".into(),
         route: "other".into(),
+        order: None,
     });
     // Sent together with good events, so a batching store likely puts them in
     // one batch: only the bad one may fail.
@@ -87,6 +88,7 @@ pub async fn one_delivery_per_event_and_target(store: Arc<dyn DeliveryStore>) {
         id: Uuid::now_v7(),
         target: "v".into(),
         route: "r".into(),
+        order: None,
     }];
     assert!(store.enqueue(again.clone()).await.is_err());
     assert!(

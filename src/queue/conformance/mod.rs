@@ -12,7 +12,8 @@
 //! Cases by topic: `enqueue` (storing, refusing, signalling, load),
 //! `claims` (what a claim hands out and when), `outcomes` (complete, retry,
 //! dead, stale leases, release), `admin` (listing, replay, purge, sweep,
-//! dedupe, backlog, retention). This file holds the macro and the helpers.
+//! dedupe, backlog, retention), `ordering` (ordered targets' lanes). This
+//! file holds the macro and the helpers.
 
 use std::sync::Arc;
 
@@ -22,11 +23,13 @@ use uuid::Uuid;
 mod admin;
 mod claims;
 mod enqueue;
+mod ordering;
 mod outcomes;
 
 pub use admin::*;
 pub use claims::*;
 pub use enqueue::*;
+pub use ordering::*;
 pub use outcomes::*;
 
 use crate::queue::{
@@ -68,6 +71,15 @@ macro_rules! delivery_store_conformance {
             backlog_counts_and_limits,
             prune_removes_old_delivered_records_only,
             target_queues_count_states_and_find_the_oldest_waiting,
+        );
+    };
+    // Ordered targets' lanes, for a backend that keeps them.
+    (ordering $setup:path) => {
+        $crate::delivery_store_conformance!(@cases $setup;
+            ordered_keys_go_one_at_a_time_in_acceptance_order,
+            gaining_ordering_holds_what_is_not_attempted_and_losing_it_lets_go,
+            a_replayed_dead_head_goes_out_of_order,
+            a_removed_ordered_target_dead_letters_its_held_deliveries,
         );
     };
     (@cases $setup:path; $($case:ident),* $(,)?) => {
@@ -124,6 +136,7 @@ pub fn event(source: &str, at: i64, body: &[u8], targets: &[&str]) -> NewEvent {
                 id: Uuid::now_v7(),
                 target: (*t).to_owned(),
                 route: format!("route-{t}"),
+                order: None,
             })
             .collect(),
         dedupe: None,

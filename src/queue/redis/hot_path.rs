@@ -13,7 +13,7 @@ use super::error::redis_error;
 use super::{DEDUPE_BACKSTOP_MS, RedisStore, codec, id_text, keys};
 use crate::queue::{
     BULK_BATCH, Claim, Completed, Completion, DeliveryId, DeliveryQueue, Enqueued, LeaseToken,
-    NewEvent, NextState, RECORD_FORMAT, StoreFuture, WorkSignal,
+    NewEvent, NextState, OrderingChange, RECORD_FORMAT, StoreError, StoreFuture, WorkSignal,
 };
 
 impl DeliveryQueue for RedisStore {
@@ -185,6 +185,27 @@ impl DeliveryQueue for RedisStore {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             })
+        })
+    }
+
+    /// Not kept on Redis yet: the config refuses `ordering` with this
+    /// backend, so only "unordered" can be asked for, and it is the state.
+    fn set_ordering(
+        &self,
+        target: &str,
+        path: Option<Vec<String>>,
+    ) -> StoreFuture<'_, OrderingChange> {
+        let target = target.to_owned();
+        Box::pin(async move {
+            match path {
+                None => Ok(OrderingChange {
+                    unchanged: true,
+                    ..OrderingChange::default()
+                }),
+                Some(_) => Err(StoreError::Unavailable(format!(
+                    "target {target}: ordered delivery is not available on the redis queue yet"
+                ))),
+            }
         })
     }
 

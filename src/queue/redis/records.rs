@@ -9,8 +9,9 @@ use super::codec::{self, RECORD_FIELDS};
 use super::error::redis_error;
 use super::{RedisStore, Shared, id_text, keys};
 use crate::queue::{
-    BULK_BATCH, Backlog, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage, DeliveryQuery,
-    DeliveryRecords, DeliveryState, ReplayResult, StoreError, StoreFuture, TargetQueue,
+    BULK_BATCH, Backlog, BlockedKeys, DeadReason, DeliveryDetail, DeliveryId, DeliveryPage,
+    DeliveryQuery, DeliveryRecords, DeliveryState, ReplayResult, StoreError, StoreFuture,
+    TargetQueue,
 };
 
 /// One bulk operation of `bulk.lua`, with its own arguments.
@@ -159,6 +160,8 @@ impl DeliveryRecords for RedisStore {
                 attempts,
                 source,
                 event_body,
+                order_key: None,
+                waiting_for: None,
             }))
         })
     }
@@ -233,6 +236,12 @@ impl DeliveryRecords for RedisStore {
                 })
                 .collect())
         })
+    }
+
+    /// Ordered lanes are not kept on Redis yet (the config refuses
+    /// `ordering` with this backend): no target has blocked keys.
+    fn blocked_keys(&self, _target: &str, _limit: usize) -> StoreFuture<'_, BlockedKeys> {
+        Box::pin(async { Ok(BlockedKeys::default()) })
     }
 
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {

@@ -5,7 +5,7 @@ use tokio::sync::oneshot;
 
 use crate::queue::{
     Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId, Enqueued, LeaseToken,
-    NewEvent, ReplayResult, StoreError,
+    NewEvent, OrderingChange, ReplayResult, StoreError,
 };
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -59,6 +59,12 @@ pub(super) enum Op {
         now_ms: i64,
         limit: usize,
         reply: Reply<u64>,
+    },
+    /// Order a target by a payload path, or stop (see `lanes`).
+    SetOrdering {
+        target: String,
+        path: Option<Vec<String>>,
+        reply: Reply<OrderingChange>,
     },
     NextDue(String, Reply<Option<i64>>),
     Delivery(DeliveryId, Reply<Option<DeliveryDetail>>),
@@ -133,6 +139,9 @@ impl Op {
                 let _ = r.send(unavailable(msg));
             }
             Op::Replay { reply, .. } => {
+                let _ = reply.send(unavailable(msg));
+            }
+            Op::SetOrdering { reply, .. } => {
                 let _ = reply.send(unavailable(msg));
             }
             Op::ReplayDead { reply, .. }

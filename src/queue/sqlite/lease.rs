@@ -1,11 +1,13 @@
 //! The SQL of a delivery's lease: claiming due deliveries, recording an
-//! attempt's outcome, handing a claim back, and the next due time, run by the
+//! attempt's outcome (and, for an ordered target's head, handing its key on:
+//! see `lanes`), handing a claim back, and the next due time, run by the
 //! writer thread inside the batch transaction and a savepoint.
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::depth::Moves;
+use super::lanes;
 use super::ops::{id_text, parsed, uuid_at};
 use crate::queue::{
     Claim, Completed, Completion, DeliveryId, DeliveryState, LeaseToken, NextState, RECORD_FORMAT,
@@ -27,11 +29,13 @@ pub(super) const CLAIM_SELECT: &str = "
      LIMIT ?3 + 0";
 
 /// The earliest due time, or lease expiry, of one target: each side reads
-/// one entry of its partial index.
+/// one entry of its partial index (past the held deliveries' NULLs, which
+/// wait for their key's head, not for a time; see `lanes`).
 pub(super) const NEXT_DUE: &str = "
     SELECT MIN(t) FROM (
         SELECT * FROM (SELECT next_attempt_at AS t FROM deliveries
                         WHERE target = ?1 AND state IN ('pending', 'retrying')
+                          AND next_attempt_at IS NOT NULL
                         ORDER BY next_attempt_at, seq LIMIT 1)
         UNION ALL
         SELECT * FROM (SELECT lease_until AS t FROM deliveries
@@ -158,19 +162,35 @@ fn reclaim_expired(
     Ok(())
 }
 
-/// The row of a delivery leased under `lease`: its `seq`, attempt count,
-/// target and body length; `None` when the lease is no longer current.
+/// A delivery leased under a lease that is still current.
+struct LeasedRow {
+    seq: i64,
+    attempt_count: u32,
+    target: String,
+    body_len: i64,
+    /// Its key, when it was stored for an ordered target.
+    order_key: Option<String>,
+}
+
+/// The row of a delivery leased under `lease`; `None` when the lease is no
+/// longer current.
 fn leased_row(
     conn: &Connection,
     id: DeliveryId,
     lease: LeaseToken,
-) -> rusqlite::Result<Option<(i64, u32, String, i64)>> {
+) -> rusqlite::Result<Option<LeasedRow>> {
     conn.prepare_cached(
-        "SELECT seq, attempt_count, target, body_len FROM deliveries
+        "SELECT seq, attempt_count, target, body_len, order_key FROM deliveries
           WHERE id = ?1 AND state = 'in_flight' AND lease_token = ?2",
     )?
     .query_row(params![id_text(id), id_text(lease.0)], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        Ok(LeasedRow {
+            seq: r.get(0)?,
+            attempt_count: r.get(1)?,
+            target: r.get(2)?,
+            body_len: r.get(3)?,
+            order_key: r.get(4)?,
+        })
     })
     .optional()
 }
@@ -183,6 +203,9 @@ pub(super) struct CompletionEffects {
     pub(super) wake: Option<String>,
     /// The body length, when the delivery left the backlog (delivered or dead).
     pub(super) finished_bytes: Option<i64>,
+    /// The delivery headed its key's lane and was dead-lettered: its key is
+    /// released (logged once the batch commits).
+    pub(super) dead_head: Option<(String, DeliveryId, lanes::Released)>,
 }
 
 /// Record one attempt.
@@ -207,9 +230,16 @@ pub(super) fn complete(
             .or_else(|| a.status.map(|s| format!("HTTP {s}"))),
     };
     let finished_at = a.at_ms.saturating_add(ms(a.duration_ms));
-    let Some((seq, before, target, body_len)) = leased_row(conn, c.delivery_id, c.lease)? else {
+    let Some(row) = leased_row(conn, c.delivery_id, c.lease)? else {
         return Ok((Completed::StaleLease, CompletionEffects::default()));
     };
+    let LeasedRow {
+        seq,
+        attempt_count: before,
+        target,
+        body_len,
+        order_key,
+    } = row;
     conn.prepare_cached(
         "UPDATE deliveries
             SET attempt_count = attempt_count + 1,
@@ -245,11 +275,22 @@ pub(super) fn complete(
         RECORD_FORMAT
     ])?;
     let retry = matches!(c.next, NextState::RetryAt(_));
+    // A head that ended hands its key to the next delivery waiting behind it.
+    let released = match &order_key {
+        Some(key) if !retry => lanes::finish(conn, &target, key, seq)?,
+        _ => None,
+    };
+    let promoted = released.as_ref().is_some_and(|r| r.next.is_some());
+    let dead_head = match (c.next, released) {
+        (NextState::Dead(_), Some(r)) => Some((target.clone(), c.delivery_id, r)),
+        _ => None,
+    };
     Ok((
         Completed::Recorded,
         CompletionEffects {
-            wake: retry.then_some(target),
+            wake: (retry || promoted).then_some(target),
             finished_bytes: (!retry).then_some(body_len),
+            dead_head,
         },
     ))
 }
@@ -262,16 +303,16 @@ pub(super) fn release(
     lease: LeaseToken,
     moves: &mut Moves,
 ) -> rusqlite::Result<Option<String>> {
-    let Some((seq, attempt_count, target, _)) = leased_row(conn, id, lease)? else {
+    let Some(row) = leased_row(conn, id, lease)? else {
         return Ok(None);
     };
-    conn.prepare_cached(UNLEASE)?.execute([seq])?;
+    conn.prepare_cached(UNLEASE)?.execute([row.seq])?;
     moves.record(
-        &target,
+        &row.target,
         Some(DeliveryState::InFlight),
-        Some(unleased(i64::from(attempt_count))),
+        Some(unleased(i64::from(row.attempt_count))),
     );
-    Ok(Some(target))
+    Ok(Some(row.target))
 }
 
 pub(super) fn next_due(conn: &Connection, target: &str) -> rusqlite::Result<Option<i64>> {

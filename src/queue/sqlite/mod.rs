@@ -8,8 +8,8 @@
 //!
 //! Layout: this file is the handle and the trait impl; [`schema`] opens the file,
 //! creates or checks the schema and recovers crashed claims; the SQL is in
-//! [`ops`] (enqueue, prune, reads), [`lease`] (claim, complete, release) and
-//! [`admin_ops`] (listing, replay, purge); [`writer`] is the thread and its
+//! [`ops`] (enqueue, prune, reads), [`lease`] (claim, complete, release),
+//! [`lanes`] (ordered targets' keys) and [`admin_ops`] (listing, replay, purge); [`writer`] is the thread and its
 //! batching ([`command`] its commands), [`reader`] the admin listings' thread;
 //! [`counters`] and [`depth`] are what the writer counts as batches commit.
 
@@ -19,6 +19,7 @@ mod counters;
 mod depth;
 #[cfg(test)]
 mod hand_off_tests;
+mod lanes;
 mod lease;
 mod ops;
 mod reader;
@@ -40,9 +41,10 @@ use self::counters::{BacklogCounters, Counters};
 use self::reader::ReadOp;
 use self::writer::{Op, Reply};
 use crate::queue::{
-    BULK_BATCH, Backlog, Claim, Completed, Completion, DeadReason, DeliveryDetail, DeliveryId,
-    DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecords, Enqueued, HandOffInbox, HandOffs,
-    LeaseToken, NewEvent, ReplayResult, StoreError, StoreFuture, TargetQueue, WorkSignal,
+    BULK_BATCH, Backlog, BlockedKeys, Claim, Completed, Completion, DeadReason, DeliveryDetail,
+    DeliveryId, DeliveryPage, DeliveryQuery, DeliveryQueue, DeliveryRecords, Enqueued,
+    HandOffInbox, HandOffs, LeaseToken, NewEvent, OrderingChange, ReplayResult, StoreError,
+    StoreFuture, TargetQueue, WorkSignal,
 };
 
 /// What the handle and the writer thread share.
@@ -59,6 +61,9 @@ struct Shared {
     /// The last batch failed to commit (the writer's own note; see
     /// `writer::claim`).
     failing: std::sync::atomic::AtomicBool,
+    /// The ordered targets, as `ordered_targets` holds them; only the
+    /// writer thread reads or changes it (see `Shared::depth`).
+    orderings: std::sync::Mutex<lanes::Orderings>,
 }
 
 impl Shared {
@@ -68,6 +73,13 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(target, state)
+    }
+
+    /// The ordered targets (the writer thread's; never contended).
+    fn orderings(&self) -> std::sync::MutexGuard<'_, lanes::Orderings> {
+        self.orderings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Apply the moves of committed commands to the depth counts (and gauges).
@@ -129,8 +141,16 @@ impl SqliteStore {
             ))
         })?;
         depth.publish();
+        let orderings = lanes::Orderings::load(&conn).map_err(|e| {
+            StoreError::Open(format!(
+                "{}: cannot read the ordered targets: {}",
+                path.display(),
+                db_err(e)
+            ))
+        })?;
         let shared = Arc::new(Shared {
             depth: std::sync::Mutex::new(depth),
+            orderings: std::sync::Mutex::new(orderings),
             ..Shared::default()
         });
         shared.backlog.apply((deliveries, bytes));
@@ -329,6 +349,19 @@ impl DeliveryQueue for SqliteStore {
         &self.shared.signal
     }
 
+    fn set_ordering(
+        &self,
+        target: &str,
+        path: Option<Vec<String>>,
+    ) -> StoreFuture<'_, OrderingChange> {
+        let target = target.to_owned();
+        self.call(move |reply| Op::SetOrdering {
+            target,
+            path,
+            reply,
+        })
+    }
+
     fn hand_off(&self, target: &str) -> Option<HandOffInbox> {
         Some(self.shared.hand_offs.open(target))
     }
@@ -383,6 +416,11 @@ impl DeliveryRecords for SqliteStore {
 
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {
         self.read(ReadOp::TargetsWithWork)
+    }
+
+    fn blocked_keys(&self, target: &str, limit: usize) -> StoreFuture<'_, BlockedKeys> {
+        let target = target.to_owned();
+        self.read(move |reply| ReadOp::BlockedKeys(target, limit, reply))
     }
 
     fn target_queues(&self, targets: Vec<String>) -> StoreFuture<'_, Vec<TargetQueue>> {

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use uuid::Uuid;
 
 use super::depth::Moves;
+use super::lanes;
 use crate::queue::{
     AttemptRecord, DeadReason, DeliveryDetail, DeliveryId, DeliveryRecord, DeliveryState, Enqueued,
     LeaseToken, NewEvent, RECORD_FORMAT,
@@ -37,10 +38,21 @@ pub(super) fn parsed<T: std::str::FromStr<Err = String>>(
 /// `queue::hand_off`): its token and when it expires.
 pub(super) type Lease = (LeaseToken, i64);
 
+/// How one new delivery is stored.
+#[derive(Debug, Default)]
+pub(super) struct Placement {
+    /// Stored `in_flight` under this lease (handed off), else `pending`.
+    pub(super) lease: Option<Lease>,
+    /// Its key, when its target is ordered (see `lanes`).
+    pub(super) key: Option<String>,
+    /// Its key's lane has a head: stored held behind it (no due time).
+    pub(super) held: bool,
+}
+
 /// Insert the event and its deliveries, unless a fresh dedupe key says it was
-/// accepted before. The delivery at index `i` is stored `in_flight` under
-/// `leases[i]` when there is one (a hand-off), else `pending`. A repeated event id or a target listed twice violates a
-/// UNIQUE constraint; the caller's savepoint undoes the rest.
+/// accepted before. The delivery at index `i` is stored as `placements[i]`
+/// says. A repeated event id or a target listed twice violates a UNIQUE
+/// constraint; the caller's savepoint undoes the rest.
 ///
 /// `full` says the backlog is at its limit: checked after the dedupe key, so a
 /// duplicate is still recognised when the queue is full (DESIGN.md section 4
@@ -49,7 +61,7 @@ pub(super) fn enqueue(
     conn: &Connection,
     ev: &NewEvent,
     full: bool,
-    leases: &[Option<Lease>],
+    placements: &[Placement],
     moves: &mut Moves,
 ) -> rusqlite::Result<Enqueued> {
     let event_id = id_text(ev.id);
@@ -93,20 +105,24 @@ pub(super) fn enqueue(
         RECORD_FORMAT
     ])?;
     // A handed-off delivery keeps its due time: released, it takes its place
-    // in the claim order like any other.
+    // in the claim order like any other. A held one has none until its
+    // key's head ends.
     let mut insert = conn.prepare_cached(
         "INSERT INTO deliveries
              (id, event_id, target, route, state, next_attempt_at, created_at, updated_at, format,
-              body_len, lease_token, lease_until)
-         VALUES (?1, ?2, ?3, ?4, ?8, ?5, ?5, ?5, ?6, ?7, ?9, ?10)",
+              body_len, lease_token, lease_until, order_key)
+         VALUES (?1, ?2, ?3, ?4, ?8, ?11, ?5, ?5, ?6, ?7, ?9, ?10, ?12)",
     )?;
     let body_len = i64::try_from(ev.body.len()).unwrap_or(i64::MAX);
+    let unplaced = Placement::default();
     for (i, d) in ev.deliveries.iter().enumerate() {
-        let lease = leases.get(i).copied().flatten();
+        let place = placements.get(i).unwrap_or(&unplaced);
+        let lease = place.lease;
         let state = match lease {
             Some(_) => DeliveryState::InFlight,
             None => DeliveryState::Pending,
         };
+        let due = (!place.held).then_some(ev.received_at_ms);
         insert.execute(params![
             id_text(d.id),
             event_id,
@@ -118,7 +134,16 @@ pub(super) fn enqueue(
             state.as_str(),
             lease.map(|(token, _)| id_text(token.0)),
             lease.map(|(_, until)| until),
+            due,
+            place.key,
         ])?;
+        if let Some(key) = &place.key {
+            if place.held {
+                lanes::hold(conn, &d.target, key)?;
+            } else {
+                lanes::open_lane(conn, &d.target, key, conn.last_insert_rowid())?;
+            }
+        }
         moves.record(&d.target, None, Some(state));
     }
     Ok(Enqueued::Stored)
@@ -182,18 +207,28 @@ pub(super) fn delivery(
         .prepare_cached(
             "SELECT d.id, d.event_id, d.target, d.route, d.state, d.dead_reason,
                     d.attempt_count, d.next_attempt_at, d.last_error, d.created_at,
-                    d.updated_at, e.source, e.body
+                    d.updated_at, e.source, e.body, d.order_key
                FROM deliveries d JOIN events e ON e.id = d.event_id
               WHERE d.id = ?1",
         )?
         .query_row([&id], |r| {
             let record = record_from_row(r)?;
             let body: Vec<u8> = r.get(12)?;
-            Ok((record, r.get::<_, String>(11)?, Bytes::from(body)))
+            Ok((
+                record,
+                r.get::<_, String>(11)?,
+                Bytes::from(body),
+                r.get::<_, Option<String>>(13)?,
+            ))
         })
         .optional()?;
-    let Some((record, source, event_body)) = found else {
+    let Some((record, source, event_body, order_key)) = found else {
         return Ok(None);
+    };
+    let held = record.state == DeliveryState::Pending && record.next_attempt_at_ms.is_none();
+    let waiting_for = match &order_key {
+        Some(key) if held => lanes::waiting_for(conn, &record.target, key)?,
+        _ => None,
     };
     let mut stmt = conn.prepare_cached(
         "SELECT n, at, duration_ms, status, error, response_excerpt
@@ -219,6 +254,8 @@ pub(super) fn delivery(
         attempts,
         source,
         event_body,
+        order_key,
+        waiting_for,
     }))
 }
 

@@ -12,14 +12,15 @@ use std::sync::mpsc::Receiver;
 use rusqlite::{Connection, OpenFlags};
 
 use super::writer::Reply;
-use super::{admin_ops, db_err};
-use crate::queue::{DeliveryPage, DeliveryQuery, StoreError};
+use super::{admin_ops, db_err, lanes};
+use crate::queue::{BlockedKeys, DeliveryPage, DeliveryQuery, StoreError};
 
 /// One read, with where to send the answer.
 pub(super) enum ReadOp {
     List(DeliveryQuery, Reply<DeliveryPage>),
     TargetsWithWork(Reply<Vec<String>>),
     OldestWaiting(Vec<String>, Reply<Vec<Option<i64>>>),
+    BlockedKeys(String, usize, Reply<BlockedKeys>),
 }
 
 /// A read-only connection to the queue file (opened after the writer has
@@ -57,6 +58,11 @@ pub(super) fn run(conn: Connection, rx: Receiver<ReadOp>) {
                     .iter()
                     .map(|t| admin_ops::oldest_waiting(&conn, t))
                     .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(|e| StoreError::Unavailable(db_err(e)));
+                let _ = reply.send(result);
+            }
+            ReadOp::BlockedKeys(target, limit, reply) => {
+                let result = lanes::blocked_keys(&conn, &target, limit)
                     .map_err(|e| StoreError::Unavailable(db_err(e)));
                 let _ = reply.send(result);
             }

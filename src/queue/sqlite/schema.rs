@@ -16,7 +16,7 @@ use super::db_err;
 use crate::queue::{RECORD_FORMAT, StoreError};
 
 /// The schema version this build creates and understands (`PRAGMA user_version`).
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// The tables. `seq` is the acceptance order (AUTOINCREMENT, so a number is never
 /// reused even after rows are pruned). `UNIQUE(event_id, target)` makes "one
@@ -48,6 +48,7 @@ CREATE TABLE deliveries (
     updated_at      INTEGER NOT NULL,
     format          INTEGER NOT NULL,
     body_len        INTEGER NOT NULL DEFAULT 0,
+    order_key       TEXT,
     UNIQUE (event_id, target)
 );
 -- Claims and next_due: a partial index holding only the waiting rows, ordered
@@ -118,6 +119,29 @@ DROP INDEX IF EXISTS deliveries_state;
 CREATE INDEX IF NOT EXISTS deliveries_dead ON deliveries (target, seq) WHERE state = 'dead';
 ";
 
+/// Ordered targets (see lanes.rs): the path each is ordered by, one row per
+/// key with unfinished deliveries (its head and how many wait behind it),
+/// and the held deliveries (pending with no due time) by key, in order.
+/// Part of the schema since version 5.
+const ORDERING_TABLES: &str = "
+CREATE TABLE ordered_targets (
+    target TEXT PRIMARY KEY,
+    path   TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE lanes (
+    target   TEXT NOT NULL,
+    key      TEXT NOT NULL,
+    head_seq INTEGER NOT NULL,
+    waiting  INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (target, key)
+) WITHOUT ROWID;
+CREATE INDEX deliveries_held ON deliveries (target, order_key, seq)
+    WHERE state = 'pending' AND next_attempt_at IS NULL;
+";
+
+/// Version 4 had no ordered delivery (then [`ORDERING_TABLES`]).
+const MIGRATE_4_TO_5: &str = "ALTER TABLE deliveries ADD COLUMN order_key TEXT;";
+
 /// The unfinished work at open: the one time hookgate counts rows for it;
 /// from then on the writer keeps the counters.
 pub(super) fn backlog(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
@@ -158,6 +182,7 @@ pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreE
     match version {
         0 => {
             tx.execute_batch(SCHEMA)
+                .and_then(|()| tx.execute_batch(ORDERING_TABLES))
                 .map_err(|e| open_err("cannot create schema", e))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| open_err("cannot set schema version", e))?;
@@ -167,7 +192,7 @@ pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreE
             )
             .map_err(|e| open_err("cannot write meta", e))?;
         }
-        1..=3 => {
+        1..=4 => {
             if version == 1 {
                 tx.execute_batch(MIGRATE_1_TO_2)
                     .map_err(|e| open_err("cannot migrate schema 1 to 2", e))?;
@@ -176,8 +201,13 @@ pub(super) fn open_connection(path: &Path) -> Result<(Connection, usize), StoreE
                 tx.execute_batch(MIGRATE_2_TO_3)
                     .map_err(|e| open_err("cannot migrate schema 2 to 3", e))?;
             }
-            tx.execute_batch(MIGRATE_3_TO_4)
-                .map_err(|e| open_err("cannot migrate schema 3 to 4", e))?;
+            if version <= 3 {
+                tx.execute_batch(MIGRATE_3_TO_4)
+                    .map_err(|e| open_err("cannot migrate schema 3 to 4", e))?;
+            }
+            tx.execute_batch(MIGRATE_4_TO_5)
+                .and_then(|()| tx.execute_batch(ORDERING_TABLES))
+                .map_err(|e| open_err("cannot migrate schema 4 to 5", e))?;
             tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                 .map_err(|e| open_err("cannot set schema version", e))?;
         }

@@ -72,6 +72,10 @@ fn a_version_2_file_is_migrated() {
              DROP INDEX deliveries_dead;
              CREATE INDEX deliveries_state ON deliveries (state, target, seq);
              ALTER TABLE deliveries DROP COLUMN lease_until;
+             DROP INDEX deliveries_held;
+             DROP TABLE lanes;
+             DROP TABLE ordered_targets;
+             ALTER TABLE deliveries DROP COLUMN order_key;
              PRAGMA user_version = 2;",
         )
         .unwrap();
@@ -95,6 +99,10 @@ fn a_version_2_file_is_migrated() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
+    assert!(
+        indexes.contains(&"deliveries_held".to_owned()),
+        "version 5 holds ordered deliveries: {indexes:?}"
+    );
     assert!(
         indexes.contains(&"deliveries_dead".to_owned()),
         "{indexes:?}"

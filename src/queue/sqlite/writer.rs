@@ -21,7 +21,7 @@ use std::sync::mpsc::Receiver;
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::depth::Moves;
-use super::{Shared, admin_ops, db_err, lease, ops};
+use super::{Shared, admin_ops, db_err, lanes, lease, ops};
 use crate::queue::hand_off::Ticket;
 use crate::queue::{Claim, DeliveryId, DeliveryState, Enqueued, LeaseToken, NewEvent, StoreError};
 
@@ -53,6 +53,8 @@ pub(super) struct Ran {
     moves: Moves,
     /// Deliveries stored leased, for their workers once the batch is durable.
     handed: Vec<(Ticket, Claim)>,
+    /// Heads of ordered lanes that were dead-lettered: logged on commit.
+    dead_heads: Vec<(String, DeliveryId, lanes::Released)>,
 }
 
 /// What the commands of one batch did that later ones must respect.
@@ -102,6 +104,7 @@ impl Ran {
             backlog: (0, 0),
             moves: Moves::default(),
             handed: Vec::new(),
+            dead_heads: Vec::new(),
         }
     }
 }
@@ -155,6 +158,7 @@ fn run_op(
             Ok((done, effects)) => Ran {
                 wake: effects.wake.into_iter().collect(),
                 backlog: effects.finished_bytes.map_or((0, 0), |b| (-1, -b)),
+                dead_heads: effects.dead_head.into_iter().collect(),
                 ..ran(reply, Ok(done))
             },
             Err(e) => ran(reply, Err(e)),
@@ -210,15 +214,42 @@ fn run_op(
                 moves,
             )),
         ),
+        Op::SetOrdering {
+            target,
+            path,
+            reply,
+        } => {
+            let mut orderings = shared.orderings();
+            match sql(lanes::set_ordering(
+                conn,
+                &mut orderings,
+                &target,
+                path.as_deref(),
+            )) {
+                // Released deliveries are due now: wake the worker.
+                Ok(change) => Ran {
+                    wake: (change.released > 0)
+                        .then_some(target)
+                        .into_iter()
+                        .collect(),
+                    ..ran(reply, Ok(change))
+                },
+                Err(e) => ran(reply, Err(e)),
+            }
+        }
         Op::DeadLetterTarget {
             target,
             reason,
             now_ms,
             limit,
             reply,
-        } => match sql(admin_ops::dead_letter_batch(
-            conn, &target, reason, now_ms, limit, moves,
-        )) {
+        } => match sql(
+            // A removed target's lanes go with it (their held deliveries
+            // are dead-lettered like the rest).
+            lanes::set_ordering(conn, &mut shared.orderings(), &target, None).and_then(|_| {
+                admin_ops::dead_letter_batch(conn, &target, reason, now_ms, limit, moves)
+            }),
+        ) {
             Ok((n, bytes)) => Ran {
                 backlog: (-(n as i64), -bytes),
                 ..ran(reply, Ok(n))
@@ -328,21 +359,30 @@ fn enqueue(
     let full = ev
         .limits
         .is_some_and(|l| backlog.deliveries >= l.deliveries || backlog.bytes >= l.bytes);
+    let mut placements = match place(conn, &ev, shared) {
+        Ok(p) => p,
+        Err(e) => return ran(reply, Err(e)),
+    };
+    // A held delivery waits for its key's head, never for a worker.
     let tickets: Vec<Option<Ticket>> = ev
         .deliveries
         .iter()
-        .map(|d| batch.hand_off(shared, &d.target))
-        .collect();
-    let leases: Vec<Option<ops::Lease>> = tickets
-        .iter()
-        .map(|t| {
-            t.as_ref().map(|t| {
-                let until = ev.received_at_ms.saturating_add(t.lease_ms());
-                (LeaseToken::new(), until)
-            })
+        .zip(&placements)
+        .map(|(d, p)| {
+            if p.held {
+                None
+            } else {
+                batch.hand_off(shared, &d.target)
+            }
         })
         .collect();
-    let result = sql(ops::enqueue(conn, &ev, full, &leases, moves));
+    for (p, t) in placements.iter_mut().zip(&tickets) {
+        p.lease = t.as_ref().map(|t| {
+            let until = ev.received_at_ms.saturating_add(t.lease_ms());
+            (LeaseToken::new(), until)
+        });
+    }
+    let result = sql(ops::enqueue(conn, &ev, full, &placements, moves));
     let stored = matches!(result, Ok(Enqueued::Stored));
     let mut r = ran(reply, result);
     if !stored {
@@ -352,6 +392,7 @@ fn enqueue(
     let n = ev.deliveries.len() as i64;
     r.events = 1;
     r.backlog = (n, n.saturating_mul(ev.body.len() as i64));
+    let leases = placements.into_iter().map(|p| p.lease);
     for ((d, ticket), lease) in ev.deliveries.into_iter().zip(tickets).zip(leases) {
         match (ticket, lease) {
             (Some(ticket), Some((token, _))) => {
@@ -373,6 +414,30 @@ fn enqueue(
         }
     }
     r
+}
+
+/// Where each delivery of `ev` goes: its key when its target is ordered, and
+/// whether that key's lane already has a head to wait behind.
+fn place(
+    conn: &Connection,
+    ev: &NewEvent,
+    shared: &Shared,
+) -> Result<Vec<ops::Placement>, StoreError> {
+    let orderings = shared.orderings();
+    ev.deliveries
+        .iter()
+        .map(|d| {
+            let Some(key) = orderings.key_of(d, &ev.body) else {
+                return Ok(ops::Placement::default());
+            };
+            let held = sql(lanes::head(conn, &d.target, &key))?.is_some();
+            Ok(ops::Placement {
+                lease: None,
+                key: Some(key),
+                held,
+            })
+        })
+        .collect()
 }
 
 fn now_ms() -> i64 {
@@ -514,7 +579,10 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         done.push(r);
     }
     let failure = match aborted {
-        Some(msg) => Some(msg),
+        Some(msg) => {
+            drop(tx); // rolls the batch back
+            Some(msg)
+        }
         None => tx.commit().err().map(db_err),
     };
     let stats = &shared.stats;
@@ -525,6 +593,13 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     if let Some(msg) = &failure {
         tracing::warn!(error = %msg, commands, "sqlite queue: batch commit failed");
         stats.record_failure();
+        // A change of ordering made in this batch was rolled back with it.
+        match lanes::Orderings::load(conn) {
+            Ok(o) => *shared.orderings() = o,
+            Err(e) => {
+                tracing::warn!(error = %db_err(e), "sqlite queue: cannot read the ordered targets again")
+            }
+        }
         for r in done {
             r.handed.into_iter().for_each(|(ticket, _)| ticket.cancel());
             orphans.extend((r.answer)(Some(msg)));
@@ -566,6 +641,11 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
         }
     }
     crate::metrics::queue_handed_off(handed);
+    for r in &mut done {
+        for (target, head, released) in std::mem::take(&mut r.dead_heads) {
+            lanes::log_dead_head(&target, head, &released);
+        }
+    }
     for target in &wake {
         shared.signal.notify(target);
     }

@@ -65,6 +65,8 @@ function summary(d) {
     ["Route", d.route],
     ["Attempts", num(d.attempt_count)],
     ["Event", link(route("deliveries", { event_id: d.event_id }), d.event_id, { class: "mono", title: "every delivery of this event" })],
+    d.order_key !== undefined ? ["Ordering key", h("span", { class: "mono", "data-testid": "order-key" }, d.order_key === "" ? "(no key)" : d.order_key)] : null,
+    d.waiting_for ? ["Waiting for", h("span", {}, link(`delivery/${encodeURIComponent(d.waiting_for)}`, d.waiting_for, { class: "mono", "data-testid": "waiting-for" }), h("span", { class: "muted" }, " (the head of its key)"))] : null,
     d.next_attempt_at && !FINAL_STATES.includes(d.state) ? ["Next attempt", when(d.next_attempt_at)] : null,
     // Once delivered, the last error is history (the timeline keeps it).
     d.last_error && d.state !== "delivered" ? ["Last error", h("span", { class: "err-text" }, d.last_error)] : null,

@@ -58,6 +58,50 @@ function oldest(t) {
   return h("span", { class: stale ? "warn-text" : "", title: t.oldest_waiting_at || "" }, age(t.oldest_waiting_age_seconds));
 }
 
+/** An ordered target's key and how many keys wait behind a head. */
+function ordering(t) {
+  const o = t.ordering;
+  if (!o) return h("span", { class: "muted" }, "—");
+  const blocked = o.blocked_keys || 0;
+  return h(
+    "span",
+    {},
+    h("span", { class: "mono" }, o.key),
+    " · ",
+    h("span", { class: blocked ? "warn-text" : "muted", "data-testid": "blocked-keys" }, `${num(blocked)} blocked`),
+  );
+}
+
+/** Per ordered target with blocked keys: each key's head and what waits behind it. */
+function blockedKeys(targets) {
+  const ordered = targets.filter((t) => t.ordering && t.ordering.blocked_keys > 0);
+  if (!ordered.length) return null;
+  return h(
+    "section",
+    { class: "card", "data-testid": "blocked" },
+    h("h2", {}, "Blocked keys"),
+    h("p", { class: "muted" }, "Deliveries of an ordered target's key wait until the one at its head is delivered or dead. The oldest heads first."),
+    ordered.map((t) =>
+      h(
+        "div",
+        { "data-target": t.name },
+        h("h3", {}, t.name, h("span", { class: "muted" }, ` by ${t.ordering.key}: ${num(t.ordering.blocked_keys)} blocked`)),
+        table(
+          [
+            { label: "Key", cell: (k) => h("code", {}, k.key === "" ? "(no key)" : k.key) },
+            { label: "Head", cell: (k) => link(`delivery/${encodeURIComponent(k.head)}`, k.head, { class: "mono", "data-testid": "blocked-head" }) },
+            { label: "State", cell: (k) => k.head_state.replace("_", " ") },
+            { label: "Attempts", cell: (k) => num(k.head_attempts), class: "num" },
+            { label: "Waiting", cell: (k) => num(k.waiting), class: "num" },
+            { label: "Last error", cell: (k) => (k.head_last_error ? h("span", { class: "err-text" }, k.head_last_error) : h("span", { class: "muted" }, "—")) },
+          ],
+          t.ordering.blocked,
+        ),
+      ),
+    ),
+  );
+}
+
 function targetName(t) {
   return h(
     "div",
@@ -114,10 +158,12 @@ function paint(body, answer) {
         { label: "Circuit", cell: circuit },
         { label: "Rate limit", cell: rateLimit },
         { label: "Oldest waiting", cell: oldest, class: "num" },
+        { label: "Ordering", cell: ordering },
       ],
       rows,
       { id: "targets", "data-testid": "targets" },
     ),
+    blockedKeys(targets),
     h(
       "p",
       { class: "footnote" },

@@ -89,6 +89,9 @@ function result(body) {
             "section",
             { class: "card preview", "data-testid": "preview", "data-target": d.target },
             h("div", { class: "section-head" }, h("h3", {}, d.target), h("span", { class: "chip" }, d.kind), h("span", { class: "muted" }, ` via ${d.route}`)),
+            d.ordering
+              ? h("p", { class: "muted", "data-testid": "ordering" }, `Ordered by ${d.ordering.key}: key `, h("code", {}, d.ordering.value === "" ? "(absent: the shared no-key lane)" : d.ordering.value), ", after earlier deliveries of that key.")
+              : null,
             preview(d.preview || {}),
           ),
         ))

@@ -7,9 +7,10 @@ mod slack;
 
 use std::path::PathBuf;
 
-use super::super::model::{LogTarget, RateLimit, Target, TargetKind};
+use super::super::model::{LogTarget, OrderingKey, RateLimit, Target, TargetKind};
 use super::super::node::{Key, Node};
 use super::ctx::{Ctx, Fields, Pos, Problem, child};
+use super::payload_paths::{payload_path, warn_unless_outrival};
 use super::retry::{Defaults, circuit_breaker, target_retry};
 use super::values::{NAME_HELP, is_valid_name, positive_duration, rate_limit};
 
@@ -22,8 +23,10 @@ const COMMON_KEYS: &[&str] = &[
     "concurrency",
     "retry",
     "circuit_breaker",
+    "ordering",
 ];
 const LOG_KEYS: &[&str] = &["path"];
+const ORDERING_KEYS: &[&str] = &["key"];
 
 /// The key lists of this module and its kinds, for [`super::key_lists`].
 #[cfg(test)]
@@ -36,6 +39,7 @@ pub(super) fn key_lists() -> Vec<super::KeyList> {
         "targets.NAME (email)" => email::KEYS,
         "targets.NAME.smtp" => email::SMTP_KEYS,
         "targets.NAME (log)" => LOG_KEYS,
+        "targets.NAME.ordering" => ORDERING_KEYS,
     ]
 }
 
@@ -46,10 +50,21 @@ pub(super) type TargetNames = Vec<(String, Pos)>;
 /// The most targets one file may have (each runs a worker).
 pub(super) const MAX_TARGETS: usize = 1_000;
 
+/// What else in the file a target's keys are checked against.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Surroundings {
+    /// Every source is `schema: outrival`: warn on an `ordering.key` that is
+    /// not a field of that event.
+    pub outrival_keys: bool,
+    /// `queue.backend: redis`, which does not keep ordered lanes yet.
+    pub redis_queue: bool,
+}
+
 pub(super) fn targets(
     cx: &mut Ctx<'_>,
     node: Option<&Node>,
     defaults: &Defaults,
+    around: Surroundings,
 ) -> (Vec<Target>, TargetNames) {
     let mut built = Vec::new();
     let mut names = Vec::new();
@@ -76,14 +91,20 @@ pub(super) fn targets(
             );
         }
         names.push((key.name.clone(), Pos::from(key)));
-        if let Some(t) = target(cx, key, value, defaults) {
+        if let Some(t) = target(cx, key, value, defaults, around) {
             built.push(t);
         }
     }
     (built, names)
 }
 
-fn target(cx: &mut Ctx<'_>, key: &Key, node: &Node, defaults: &Defaults) -> Option<Target> {
+fn target(
+    cx: &mut Ctx<'_>,
+    key: &Key,
+    node: &Node,
+    defaults: &Defaults,
+    around: Surroundings,
+) -> Option<Target> {
     let path = child("targets", &key.name);
     if !is_valid_name(&key.name) {
         cx.error_help(
@@ -125,6 +146,7 @@ fn target(cx: &mut Ctx<'_>, key: &Key, node: &Node, defaults: &Defaults) -> Opti
         Some(n) => circuit_breaker(cx, n, &f.path("circuit_breaker"), defaults.circuit_breaker),
         None => defaults.circuit_breaker,
     };
+    let ordering = f.opt(cx, "ordering", |cx, n, p| ordering(cx, n, p, around));
 
     let (kind, rate_limit) = match kind? {
         "http" => (TargetKind::Http(http::http(cx, &f)?), own_rate_limit),
@@ -148,6 +170,38 @@ fn target(cx: &mut Ctx<'_>, key: &Key, node: &Node, defaults: &Defaults) -> Opti
         concurrency,
         retry,
         circuit_breaker,
+        ordering,
+    })
+}
+
+/// `ordering: { key: PATH }`.
+fn ordering(
+    cx: &mut Ctx<'_>,
+    node: &Node,
+    path: &str,
+    around: Surroundings,
+) -> Option<OrderingKey> {
+    let f = cx.fields(node, path, ORDERING_KEYS)?;
+    let key_node = f.required(cx, "key")?;
+    let key_path = f.path("key");
+    let written = cx.string(key_node, &key_path)?;
+    let parts = payload_path(cx, Pos::from(key_node), &key_path, &written, "ordering key")?;
+    if around.outrival_keys {
+        warn_unless_outrival(cx, Pos::from(key_node), &key_path, &parts);
+    }
+    if around.redis_queue {
+        cx.error_help(
+            node,
+            path,
+            "`ordering` is not available with `queue.backend: redis` yet",
+            "ordered delivery keeps its lanes in the sqlite queue only for now: \
+             remove `ordering` from this target, or use `queue.backend: sqlite`",
+        );
+        return None;
+    }
+    Some(OrderingKey {
+        key: written,
+        path: parts,
     })
 }
 

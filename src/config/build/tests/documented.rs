@@ -24,7 +24,7 @@ fn heading(at: &str) -> &'static str {
         "retry" => "Retry policy",
         "rate_limit" => "Rate limits (`rate_limit`)",
         "sources[]" | "sources[].verify" => "`sources`",
-        "targets.NAME" => "`targets`",
+        "targets.NAME" | "targets.NAME.ordering" => "`targets`",
         "targets.NAME (http)" | "targets.NAME.signature" => "`kind: http`",
         "targets.NAME (slack)" => "`kind: slack`",
         "targets.NAME (email)" | "targets.NAME.smtp" => "`kind: email`",
