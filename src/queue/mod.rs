@@ -20,6 +20,7 @@
 #[doc(hidden)]
 pub mod conformance;
 pub mod hand_off;
+mod ordering;
 mod record;
 pub mod redis;
 mod signal;
@@ -29,6 +30,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 pub use hand_off::{HandOffInbox, HandOffs};
+pub use ordering::*;
 pub use record::*;
 pub use signal::WorkSignal;
 

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::OrderKey;
+
 /// The version of the stored record format this build writes.
 pub const RECORD_FORMAT: u32 = 1;
 
@@ -76,68 +78,6 @@ pub struct NewDelivery {
     /// itself (a reload raced the enqueue), or leaves the delivery
     /// unordered (the target is not ordered in the store).
     pub order: Option<OrderKey>,
-}
-
-/// A delivery's key on an ordered target (DESIGN.md section 6).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderKey {
-    /// The payload path it was read at, its segments joined by `.`
-    /// (`data.status`): see [`ordering_path`].
-    pub path: String,
-    /// The value there, as [`crate::rules::lane_key`] writes it.
-    pub value: String,
-}
-
-/// How a store names an ordering path: its segments joined by `.` (a segment
-/// never holds a `.`, so the text is unambiguous).
-pub fn ordering_path<S: AsRef<str>>(segments: &[S]) -> String {
-    let mut out = String::new();
-    for (i, s) in segments.iter().enumerate() {
-        if i > 0 {
-            out.push('.');
-        }
-        out.push_str(s.as_ref());
-    }
-    out
-}
-
-/// What [`super::DeliveryQueue::set_ordering`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct OrderingChange {
-    /// The store already ordered the target this way: nothing was touched.
-    pub unchanged: bool,
-    /// Deliveries that left their lanes and now wait for their due time only.
-    pub released: u64,
-    /// Deliveries not yet attempted that now wait behind an earlier one of their key.
-    pub held: u64,
-    /// Keys with a lane (a delivery at their head) after the change.
-    pub lanes: u64,
-}
-
-/// A key of an ordered target whose deliveries wait behind its head.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlockedKey {
-    /// The key as stored ([`crate::rules::lane_key`]; empty: the "no key" lane).
-    pub key: String,
-    /// The delivery at its head: the one that must be delivered or dead first.
-    pub head: DeliveryId,
-    pub head_state: DeliveryState,
-    pub head_attempts: u32,
-    pub head_next_attempt_at_ms: Option<i64>,
-    pub head_last_error: Option<String>,
-    /// Deliveries of the key waiting behind the head.
-    pub waiting: u64,
-}
-
-/// The blocked keys of one ordered target.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct BlockedKeys {
-    /// The path the store orders the target by (`None`: not ordered).
-    pub path: Option<String>,
-    /// How many keys have deliveries waiting behind their head.
-    pub blocked: u64,
-    /// Some of them, the oldest heads first.
-    pub keys: Vec<BlockedKey>,
 }
 
 /// Where a delivery is in its life (DESIGN.md section 6).

@@ -10,6 +10,7 @@ use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::Value;
 
+use crate::common::redis::RedisServer;
 use crate::common::sink::{Answer, Received, Sink};
 use crate::common::{self, Gateway, Process, TARGET_SECRET, eventually, post_signed};
 
@@ -368,82 +369,115 @@ fn failure_scripts() -> impl Strategy<Value = Vec<Vec<u8>>> {
     proptest::collection::vec(proptest::collection::vec(0u8..3, 2..6), 2..6)
 }
 
-#[tokio::test]
-async fn per_key_first_successes_follow_acceptance_order_under_random_failures() {
+/// `n` randomised cases, the same on every run (a fixed seed).
+fn failure_cases(n: usize, seed: u64) -> Vec<Vec<Vec<u8>>> {
     let mut runner = TestRunner::new(ProptestConfig {
-        rng_seed: proptest::test_runner::RngSeed::Fixed(16),
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
         ..ProptestConfig::default()
     });
-    let cases: Vec<Vec<Vec<u8>>> = (0..4)
+    (0..n)
         .map(|_| {
             failure_scripts()
                 .new_tree(&mut runner)
                 .expect("a case")
                 .current()
         })
-        .collect();
-    for (n, case) in cases.iter().enumerate() {
-        let dir = tempfile::tempdir().unwrap();
-        let sink = Sink::start().await;
+        .collect()
+}
+
+/// Script the sink for `case`: a key's requests go one at a time, so its
+/// answers are consumed in its deliveries' order (fail f times, then 200).
+/// Returns how many deliveries the case makes.
+fn script_case(sink: &Sink, case: &[Vec<u8>]) -> usize {
+    for (k, fails) in case.iter().enumerate() {
+        let answers = fails.iter().flat_map(|f| {
+            std::iter::repeat_n(Answer::status(503), usize::from(*f))
+                .chain(std::iter::once(Answer::status(200)))
+        });
+        sink.script_for(&marker(&format!("k{k}")), answers);
+    }
+    case.iter().map(Vec::len).sum()
+}
+
+/// Post `case`'s events round robin over `urls`, the keys interleaved as
+/// chats happen side by side; then wait for every delivery and check that
+/// each key's first successes came in acceptance order.
+async fn run_case(n: usize, case: &[Vec<u8>], sink: &Sink, urls: &[String]) {
+    let total = script_case(sink, case);
+    let longest = case.iter().map(Vec::len).max().unwrap_or(0);
+    let mut posted = 0;
+    for seq in 0..longest {
         for (k, fails) in case.iter().enumerate() {
-            // A key's requests go one at a time, so its answers are
-            // consumed in its deliveries' order: fail f times, then 200.
-            let answers = fails.iter().flat_map(|f| {
-                std::iter::repeat_n(Answer::status(503), usize::from(*f))
-                    .chain(std::iter::once(Answer::status(200)))
-            });
-            sink.script_for(&marker(&format!("k{k}")), answers);
-        }
-        let retry = "    retry: { schedule: [20ms, 20ms, 20ms, 20ms], jitter: false }\n    concurrency: 4\n";
-        let yaml = ordered_yaml(dir.path(), &sink.url("/in"), BY_COMPANION, retry);
-        let gw = Gateway::start(dir.path(), &yaml).await;
-        let url = gw.url("/webhooks/outrival");
-        // Interleave the keys' events, as chats happen side by side.
-        let longest = case.iter().map(Vec::len).max().unwrap_or(0);
-        let mut total = 0;
-        for seq in 0..longest {
-            for (k, fails) in case.iter().enumerate() {
-                if seq < fails.len() {
-                    accept(&url, &keyed_event(&format!("k{k}"), seq)).await;
-                    total += 1;
-                }
+            if seq < fails.len() {
+                let url = &urls[posted % urls.len()];
+                accept(url, &keyed_event(&format!("k{k}"), seq)).await;
+                posted += 1;
             }
         }
-        eventually(
-            Duration::from_secs(15),
-            &format!("case {n}: every delivery"),
-            || async { sink.received().iter().filter(|r| r.status == 200).count() == total },
-        )
-        .await;
-        let keys = per_key(&requests(&sink));
-        for (k, fails) in case.iter().enumerate() {
-            let key = format!("k{k}");
-            let expected: Vec<u64> = (0..fails.len() as u64).collect();
-            assert_strict_order(&key, &keys[&key], &expected);
-        }
+    }
+    eventually(
+        Duration::from_secs(20),
+        &format!("case {n}: every delivery"),
+        || async { sink.received().iter().filter(|r| r.status == 200).count() == total },
+    )
+    .await;
+    let keys = per_key(&requests(sink));
+    for (k, fails) in case.iter().enumerate() {
+        let key = format!("k{k}");
+        let expected: Vec<u64> = (0..fails.len() as u64).collect();
+        assert_strict_order(&key, &keys[&key], &expected);
+    }
+}
+
+const FAST_RETRY: &str =
+    "    retry: { schedule: [20ms, 20ms, 20ms, 20ms], jitter: false }\n    concurrency: 4\n";
+
+#[tokio::test]
+async fn per_key_first_successes_follow_acceptance_order_under_random_failures() {
+    for (n, case) in failure_cases(4, 16).iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Sink::start().await;
+        let yaml = ordered_yaml(dir.path(), &sink.url("/in"), BY_COMPANION, FAST_RETRY);
+        let gw = Gateway::start(dir.path(), &yaml).await;
+        run_case(n, case, &sink, &[gw.url("/webhooks/outrival")]).await;
         gw.stop().await;
     }
 }
 
-#[test]
-fn check_refuses_ordering_on_the_redis_queue() {
-    let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "version: 1\nqueue: {{ backend: redis, url: \"redis://127.0.0.1:6379\" }}\nsources:\n{}targets:\n  crm:\n    kind: http\n    url: http://127.0.0.1:9/\n{BY_COMPANION}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n",
-        common::outrival_source()
-    );
-    let path = dir.path().join("rules.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = std::process::Command::new(common::binary())
-        .args(["check", "-c"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("targets.crm.ordering")
-            && stderr.contains("not available with `queue.backend: redis`"),
-        "{stderr}"
-    );
+#[tokio::test]
+async fn on_redis_two_replicas_keep_each_keys_order() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    for (n, case) in failure_cases(3, 61).iter().enumerate() {
+        let root = tempfile::tempdir().unwrap();
+        let sink = Sink::start().await;
+        let yaml = common::process_config_yaml(&format!(
+            "targets:\n  crm:\n    kind: http\n    url: {}\n    secret: {TARGET_SECRET}\n    timeout: 2s\n{BY_COMPANION}{FAST_RETRY}routes:\n  - name: all\n    match: {{}}\n    targets: [crm]\n",
+            sink.url("/in")
+        ))
+        .replace(
+            "queue:\n  path: ./data/queue.db\n",
+            &format!(
+                "queue:\n  backend: redis\n  url: {}\n  prefix: case{n}\n",
+                redis.url()
+            ),
+        );
+        let mut replicas = Vec::new();
+        for i in 0..2 {
+            let dir = root.path().join(format!("replica-{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut p = Process::serve(&dir, &yaml);
+            p.wait_ready().await;
+            replicas.push(p);
+        }
+        let urls: Vec<String> = replicas
+            .iter()
+            .map(|p| p.url("/webhooks/outrival"))
+            .collect();
+        run_case(n, case, &sink, &urls).await;
+        for mut p in replicas {
+            p.terminate();
+        }
+    }
 }

@@ -30,6 +30,7 @@ async fn setup() -> Option<(Arc<dyn DeliveryStore>, RedisServer)> {
 /// The shared suite, each case skipped when there is no `redis-server`.
 mod conformance {
     hookgate::delivery_store_conformance!(super::setup);
+    hookgate::delivery_store_conformance!(ordering super::setup);
 }
 
 /// Two stores on one server: two replicas.

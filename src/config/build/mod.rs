@@ -36,7 +36,7 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-use super::model::{Config, DedupeConfig, QueueBackend, Schema, Source, VerifyScheme};
+use super::model::{Config, DedupeConfig, Schema, Source, VerifyScheme};
 use super::node::{self, Node, NodeValue};
 use super::{ConfigError, LoadOptions, Loaded};
 use ctx::{Ctx, Pos};
@@ -177,10 +177,7 @@ fn document(cx: &mut Ctx<'_>, root: &Node, path: &Path, version: String) -> Opti
     let sources = sources::sources(cx, f.get("sources"), root);
     replay_window(cx, &dedupe, &sources, f.get("dedupe").unwrap_or(root));
     let outrival_keys = !sources.is_empty() && sources.iter().all(|s| s.schema == Schema::Outrival);
-    let around = targets::Surroundings {
-        outrival_keys,
-        redis_queue: matches!(queue.backend, QueueBackend::Redis { .. }),
-    };
+    let around = targets::Surroundings { outrival_keys };
     let (targets, names) = targets::targets(cx, f.get("targets"), &defaults, around);
     let mut resolver = routes::Resolver::new(&names, outrival_keys);
     let routes = resolver.routes(cx, f.get("routes"));

@@ -33,6 +33,11 @@
 //! Scripts never take more than [`BULK_BATCH`](crate::queue::BULK_BATCH) deliveries at a time, since
 //! Redis runs nothing else while a script runs.
 //!
+//! **Ordered targets** keep their lanes in `ordering` (the path),
+//! `lanes` (key to head), `held:<key>` (what waits behind a head) and
+//! `blocked` (keys with something waiting); changes of ordering are in
+//! [`ordering`].
+//!
 //! **Durability** is in [`durability`]; wake-ups from other processes and
 //! the cached backlog in [`background`]; the hot path in [`hot_path`], the
 //! admin side in [`records`] and [`listing`].
@@ -47,6 +52,7 @@ mod error;
 mod hot_path;
 pub mod keys;
 mod listing;
+mod ordering;
 mod records;
 
 use std::sync::Arc;
@@ -75,6 +81,7 @@ struct Scripts {
     release: Script,
     replay: Script,
     bulk: Script,
+    ordering: Script,
 }
 
 impl Scripts {
@@ -87,6 +94,7 @@ impl Scripts {
             release: script(include_str!("lua/release.lua")),
             replay: script(include_str!("lua/replay.lua")),
             bulk: script(include_str!("lua/bulk.lua")),
+            ordering: script(include_str!("lua/ordering.lua")),
         }
     }
 }

@@ -155,13 +155,14 @@ impl DeliveryRecords for RedisStore {
                 .enumerate()
                 .map(|(i, raw)| Ok((i as u32 + 1, codec::decode_attempt(raw)?)))
                 .collect::<Result<Vec<_>, StoreError>>()?;
+            let (order_key, waiting_for) = s.lane_place(&target, id).await?;
             Ok(Some(DeliveryDetail {
                 record,
                 attempts,
                 source,
                 event_body,
-                order_key: None,
-                waiting_for: None,
+                order_key,
+                waiting_for,
             }))
         })
     }
@@ -238,10 +239,9 @@ impl DeliveryRecords for RedisStore {
         })
     }
 
-    /// Ordered lanes are not kept on Redis yet (the config refuses
-    /// `ordering` with this backend): no target has blocked keys.
-    fn blocked_keys(&self, _target: &str, _limit: usize) -> StoreFuture<'_, BlockedKeys> {
-        Box::pin(async { Ok(BlockedKeys::default()) })
+    fn blocked_keys(&self, target: &str, limit: usize) -> StoreFuture<'_, BlockedKeys> {
+        let target = target.to_owned();
+        Box::pin(async move { self.shared.blocked_keys(&target, limit).await })
     }
 
     fn targets_with_work(&self) -> StoreFuture<'_, Vec<String>> {
@@ -271,6 +271,9 @@ impl DeliveryRecords for RedisStore {
     ) -> StoreFuture<'_, u64> {
         let target = target.to_owned();
         Box::pin(async move {
+            // Its held deliveries are let go first, to be dead-lettered with
+            // the rest (the due set holds only what is not held).
+            self.shared.set_ordering(&target, None).await?;
             let message = format!("target `{target}` is not in the config");
             let op = Bulk::DeadLetter {
                 reason,

@@ -25,9 +25,9 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::ops::{parsed, uuid_at};
-use crate::event::FieldSet;
 use crate::queue::{
-    BlockedKey, BlockedKeys, DeliveryId, DeliveryState, NewDelivery, OrderingChange, ordering_path,
+    BlockedKey, BlockedKeys, DeliveryId, DeliveryState, KeyReader, NewDelivery, OrderingChange,
+    ordering_path,
 };
 
 /// Per ordered target, the path (as [`ordering_path`] writes it) and its
@@ -76,30 +76,6 @@ impl Orderings {
             None => {
                 self.0.remove(target);
             }
-        }
-    }
-}
-
-/// Reads the key at one path from stored bodies, parsing only that path.
-struct KeyReader<'a> {
-    fields: FieldSet,
-    segments: &'a [String],
-}
-
-impl<'a> KeyReader<'a> {
-    fn new(segments: &'a [String]) -> Self {
-        let mut fields = FieldSet::default();
-        fields.insert(segments);
-        KeyReader { fields, segments }
-    }
-
-    /// A stored body is a JSON object ingress accepted; one that no longer
-    /// parses goes to the "no key" lane.
-    fn key(&self, body: &[u8]) -> String {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        match self.fields.parse(&mut de) {
-            Ok(value) => crate::rules::lane_key(&value, self.segments),
-            Err(_) => crate::rules::NO_KEY.to_owned(),
         }
     }
 }
@@ -338,39 +314,4 @@ pub(super) fn blocked_keys(
         blocked: u64::try_from(blocked).unwrap_or(0),
         keys,
     })
-}
-
-/// Say that a dead head released its key (DESIGN.md section 6): the next
-/// delivery of the key goes out although this one never arrived.
-pub(super) fn log_dead_head(target: &str, head: DeliveryId, released: &Released) {
-    // A key is payload data: shown in full only when short.
-    let key = shown_key(&released.key);
-    match released.next {
-        Some(next) => tracing::warn!(
-            %target,
-            delivery_id = %head,
-            key = %key,
-            next_delivery_id = %next,
-            "the head of an ordered key is dead: the key is released and its next delivery goes out"
-        ),
-        None => tracing::warn!(
-            %target,
-            delivery_id = %head,
-            key = %key,
-            "the head of an ordered key is dead: the key is released (nothing waited behind it)"
-        ),
-    }
-}
-
-/// A stored key as a log line shows it: the "no key" lane by name, a long
-/// key cut short.
-fn shown_key(key: &str) -> String {
-    const SHOWN: usize = 64;
-    if key.is_empty() {
-        return "(no key)".to_owned();
-    }
-    match key.char_indices().nth(SHOWN) {
-        Some((cut, _)) => format!("{}…", &key[..cut]),
-        None => key.to_owned(),
-    }
 }

@@ -643,7 +643,7 @@ fn commit_writes(conn: &mut Connection, writes: Vec<Op>, shared: &Shared) -> Vec
     crate::metrics::queue_handed_off(handed);
     for r in &mut done {
         for (target, head, released) in std::mem::take(&mut r.dead_heads) {
-            lanes::log_dead_head(&target, head, &released);
+            crate::queue::log_dead_head(&target, head, &released.key, released.next);
         }
     }
     for target in &wake {

@@ -56,8 +56,6 @@ pub(super) struct Surroundings {
     /// Every source is `schema: outrival`: warn on an `ordering.key` that is
     /// not a field of that event.
     pub outrival_keys: bool,
-    /// `queue.backend: redis`, which does not keep ordered lanes yet.
-    pub redis_queue: bool,
 }
 
 pub(super) fn targets(
@@ -188,16 +186,6 @@ fn ordering(
     let parts = payload_path(cx, Pos::from(key_node), &key_path, &written, "ordering key")?;
     if around.outrival_keys {
         warn_unless_outrival(cx, Pos::from(key_node), &key_path, &parts);
-    }
-    if around.redis_queue {
-        cx.error_help(
-            node,
-            path,
-            "`ordering` is not available with `queue.backend: redis` yet",
-            "ordered delivery keeps its lanes in the sqlite queue only for now: \
-             remove `ordering` from this target, or use `queue.backend: sqlite`",
-        );
-        return None;
     }
     Some(OrderingKey {
         key: written,

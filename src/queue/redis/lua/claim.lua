@@ -3,6 +3,8 @@
 -- Expired leases first go back to waiting (their holder died; the cut-off
 -- attempt is not counted), keeping their due time and place.
 local t, now, untl = ARGV[2], ARGV[3], ARGV[4]
+-- A replica is changing the target's ordering: nothing is handed out.
+if redis.call('EXISTS', tkey(t, 'rebuilding')) == 1 then return reply({0, {}}) end
 local lease, due = tkey(t, 'lease'), tkey(t, 'due')
 local expired = redis.call('ZRANGEBYSCORE', lease, '-inf', now, 'LIMIT', 0, ARGV[5])
 for _, m in ipairs(expired) do unlease(t, member_id(m)) end

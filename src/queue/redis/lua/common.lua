@@ -85,3 +85,49 @@ local function forget(t, id, state)
   redis.call('HDEL', gkey('where'), id)
   if f[1] then redis.call('HDEL', gkey('ev:' .. f[1]), 't:' .. t) end
 end
+
+-- Ordered targets (the model is sqlite/lanes.rs's): 'ordering' holds the
+-- path a target is ordered by, 'lanes' maps a key with unfinished
+-- deliveries to its head, 'held:<key>' lists the deliveries waiting behind
+-- it (pending with no 'next': not in 'due'), and 'blocked' the keys with
+-- something waiting, scored by their head's seq. A delivery's key is its
+-- field 'ok'. While 'rebuilding' exists, one replica is changing the
+-- target's ordering: nothing of the target is claimed meanwhile.
+local function held_key(t, k) return tkey(t, 'held:' .. k) end
+
+-- Delivery `id` ended (delivered or dead). When it headed its key's lane,
+-- the next held delivery becomes the head, due at its acceptance time.
+-- Returns the key and the new head ('' when the lane is gone), or nothing
+-- when `id` headed no lane.
+local function lane_finish(t, id)
+  local k = redis.call('HGET', dkey(t, id), 'ok')
+  if not k then return nil end
+  local lanes = tkey(t, 'lanes')
+  if redis.call('HGET', lanes, k) ~= id then return nil end
+  local nxt = redis.call('LPOP', held_key(t, k))
+  if not nxt then
+    redis.call('HDEL', lanes, k)
+    redis.call('ZREM', tkey(t, 'blocked'), k)
+    return k, ''
+  end
+  local f = redis.call('HMGET', dkey(t, nxt), 'c', 'm', 'seq')
+  redis.call('HSET', dkey(t, nxt), 'next', f[1])
+  redis.call('ZADD', tkey(t, 'due'), f[1], f[2])
+  redis.call('HSET', lanes, k, nxt)
+  if redis.call('LLEN', held_key(t, k)) == 0 then
+    redis.call('ZREM', tkey(t, 'blocked'), k)
+  else
+    redis.call('ZADD', tkey(t, 'blocked'), f[3], k)
+  end
+  wake(t)
+  return k, nxt
+end
+
+-- Put delivery `id` (pending, never attempted) behind the head of key `k`.
+local function lane_hold(t, id, k, head)
+  redis.call('RPUSH', held_key(t, k), id)
+  redis.call('HSET', dkey(t, id), 'ok', k)
+  if redis.call('LLEN', held_key(t, k)) == 1 then
+    redis.call('ZADD', tkey(t, 'blocked'), redis.call('HGET', dkey(t, head), 'seq'), k)
+  end
+end

@@ -32,4 +32,9 @@ redis.call('RPUSH', akey(t, id), ARGV[9])
 move(t, id, f[3], 'in_flight', to)
 if to == 'delivered' then redis.call('ZADD', tkey(t, 'done'), ARGV[8], id) end
 if to == 'retrying' then wake(t) else backlog_add(-1, -tonumber(f[5])) end
+-- A head that ended hands its key to the next delivery behind it.
+if to ~= 'retrying' then
+  local k, nxt = lane_finish(t, id)
+  if k then return reply({'recorded', t, k, nxt}) end
+end
 return reply({'recorded', t})
