@@ -88,7 +88,16 @@ pub fn summary(config: &Config) -> String {
     }
     for t in &config.targets {
         let state = if t.enabled { "" } else { " (disabled)" };
-        out.push_str(&format!("\n  target {} [{}]{state}", t.name, t.kind_name()));
+        let ordered = t
+            .ordering
+            .as_ref()
+            .map(|o| format!(", ordered by {}", o.key))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n  target {} [{}]{ordered}{state}",
+            t.name,
+            t.kind_name()
+        ));
     }
     for r in &config.routes {
         let targets: Vec<&str> = r

@@ -7,6 +7,7 @@
 //! [`sign_in`] covers a rotated token and a gateway with none. Without
 //! Chromium the tests say so in one line and pass as skipped.
 
+mod ordering;
 mod sign_in;
 
 use std::time::Duration;

@@ -8,7 +8,10 @@
 //!   ordered by; the writer keeps a copy ([`Orderings`]) to key enqueues.
 //! - A delivery of an ordered target carries its key in `order_key`.
 //! - `lanes` has one row per key that has unfinished deliveries: the head's
-//!   `seq` and how many wait behind it. An idle key has no row.
+//!   id and how many wait behind it. An idle key has no row. The head is
+//!   named by its id, known before its row is written, so placing a new
+//!   delivery and ending a head with nothing behind it are one statement each
+//!   (the cost per delivery of an ordered target, docs/performance.md).
 //! - A delivery waiting behind its head is *held*: `pending` with no due
 //!   time (`next_attempt_at IS NULL`). Claims skip it (their range on
 //!   `deliveries_due` starts past NULLs); `deliveries_held` finds the next
@@ -24,7 +27,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::ops::{parsed, uuid_at};
+use super::ops::{id_text, parsed, uuid_at};
 use crate::queue::{
     BlockedKey, BlockedKeys, DeliveryId, DeliveryState, KeyReader, NewDelivery, OrderingChange,
     ordering_path,
@@ -80,32 +83,26 @@ impl Orderings {
     }
 }
 
-/// The head of `key`'s lane, if the key has one: a new delivery of it is held.
-pub(super) fn head(conn: &Connection, target: &str, key: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT head_seq FROM lanes WHERE target = ?1 AND key = ?2")?
-        .query_row(params![target, key], |r| r.get(0))
-        .optional()
-}
-
-/// A new delivery `seq` heads a new lane for `key`.
-pub(super) fn open_lane(
+/// Place new delivery `id` in `key`'s lane: it heads a new lane when the key
+/// has none (one insert, the common case), else it waits behind the head.
+/// Returns whether it is held.
+pub(super) fn join(
     conn: &Connection,
     target: &str,
     key: &str,
-    seq: i64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO lanes (target, key, head_seq, waiting) VALUES (?1, ?2, ?3, 0)",
-    )?
-    .execute(params![target, key, seq])?;
-    Ok(())
-}
-
-/// A new delivery of `key` was stored held behind the head.
-pub(super) fn hold(conn: &Connection, target: &str, key: &str) -> rusqlite::Result<()> {
+    id: DeliveryId,
+) -> rusqlite::Result<bool> {
+    let opened = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO lanes (target, key, head_id, waiting) VALUES (?1, ?2, ?3, 0)",
+        )?
+        .execute(params![target, key, id_text(id)])?;
+    if opened == 1 {
+        return Ok(false);
+    }
     conn.prepare_cached("UPDATE lanes SET waiting = waiting + 1 WHERE target = ?1 AND key = ?2")?
         .execute(params![target, key])?;
-    Ok(())
+    Ok(true)
 }
 
 /// What ending a head did to its lane.
@@ -117,17 +114,34 @@ pub(super) struct Released {
     pub(super) next: Option<DeliveryId>,
 }
 
-/// Delivery `seq` of `key` ended (delivered or dead). When it was its
-/// lane's head, the next held delivery becomes the head; a delivery that
-/// was not (a replayed one, or one attempted before its target gained
-/// ordering) leaves the lane as it is.
+/// Delivery `id` of `key` ended (delivered or dead). When it was its lane's
+/// head, the next held delivery becomes the head; a delivery that was not
+/// (a replayed one, or one attempted before its target gained ordering)
+/// leaves the lane as it is.
 pub(super) fn finish(
     conn: &Connection,
     target: &str,
     key: &str,
-    seq: i64,
+    id: DeliveryId,
 ) -> rusqlite::Result<Option<Released>> {
-    if head(conn, target, key)? != Some(seq) {
+    let id = id_text(id);
+    // The common case in one statement: a head with nothing behind it.
+    let gone = conn
+        .prepare_cached(
+            "DELETE FROM lanes WHERE target = ?1 AND key = ?2 AND head_id = ?3 AND waiting = 0",
+        )?
+        .execute(params![target, key, id])?;
+    if gone == 1 {
+        return Ok(Some(Released {
+            key: key.to_owned(),
+            next: None,
+        }));
+    }
+    let head: Option<String> = conn
+        .prepare_cached("SELECT head_id FROM lanes WHERE target = ?1 AND key = ?2")?
+        .query_row(params![target, key], |r| r.get(0))
+        .optional()?;
+    if head.as_deref() != Some(id.as_str()) {
         return Ok(None);
     }
     let next: Option<(i64, DeliveryId)> = conn
@@ -139,6 +153,8 @@ pub(super) fn finish(
         .query_row(params![target, key], |r| Ok((r.get(0)?, uuid_at(r, 1)?)))
         .optional()?;
     let Some((next_seq, next_id)) = next else {
+        // `waiting` said someone waited, but nobody does (a held delivery
+        // was dead-lettered or purged): the lane ends.
         conn.prepare_cached("DELETE FROM lanes WHERE target = ?1 AND key = ?2")?
             .execute(params![target, key])?;
         return Ok(Some(Released {
@@ -149,9 +165,9 @@ pub(super) fn finish(
     conn.prepare_cached("UPDATE deliveries SET next_attempt_at = created_at WHERE seq = ?1")?
         .execute([next_seq])?;
     conn.prepare_cached(
-        "UPDATE lanes SET head_seq = ?3, waiting = waiting - 1 WHERE target = ?1 AND key = ?2",
+        "UPDATE lanes SET head_id = ?3, waiting = MAX(waiting - 1, 0) WHERE target = ?1 AND key = ?2",
     )?
-    .execute(params![target, key, next_seq])?;
+    .execute(params![target, key, id_text(next_id)])?;
     Ok(Some(Released {
         key: key.to_owned(),
         next: Some(next_id),
@@ -216,14 +232,14 @@ fn build_lanes(
     segments: &[String],
 ) -> rusqlite::Result<(u64, u64)> {
     let reader = KeyReader::new(segments);
-    let mut lanes: HashMap<String, (i64, u64)> = HashMap::new();
+    let mut lanes: HashMap<String, (String, u64)> = HashMap::new();
     let mut held = 0u64;
     let mut set_key = conn.prepare_cached("UPDATE deliveries SET order_key = ?2 WHERE seq = ?1")?;
     let mut set_held = conn.prepare_cached(
         "UPDATE deliveries SET order_key = ?2, next_attempt_at = NULL WHERE seq = ?1",
     )?;
     let mut rows = conn.prepare(
-        "SELECT d.seq, d.state, d.attempt_count, e.body
+        "SELECT d.seq, d.state, d.attempt_count, e.body, d.id
            FROM deliveries d JOIN events e ON e.id = d.event_id
           WHERE d.target = ?1 AND d.state IN ('pending', 'in_flight', 'retrying')
           ORDER BY d.seq",
@@ -248,12 +264,12 @@ fn build_lanes(
             }
             None => {
                 set_key.execute(params![seq, key])?;
-                lanes.insert(key, (seq, 0));
+                lanes.insert(key, (row.get(4)?, 0));
             }
         }
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO lanes (target, key, head_seq, waiting) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO lanes (target, key, head_id, waiting) VALUES (?1, ?2, ?3, ?4)",
     )?;
     for (key, (head, waiting)) in &lanes {
         insert.execute(params![target, key, head, *waiting as i64])?;
@@ -267,12 +283,9 @@ pub(super) fn waiting_for(
     target: &str,
     key: &str,
 ) -> rusqlite::Result<Option<DeliveryId>> {
-    conn.prepare_cached(
-        "SELECT d.id FROM lanes l JOIN deliveries d ON d.seq = l.head_seq
-          WHERE l.target = ?1 AND l.key = ?2",
-    )?
-    .query_row(params![target, key], |r| uuid_at(r, 0))
-    .optional()
+    conn.prepare_cached("SELECT head_id FROM lanes WHERE target = ?1 AND key = ?2")?
+        .query_row(params![target, key], |r| uuid_at(r, 0))
+        .optional()
 }
 
 /// The keys of `target` with deliveries waiting behind their head (on the
@@ -292,9 +305,9 @@ pub(super) fn blocked_keys(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(
         "SELECT l.key, d.id, d.state, d.attempt_count, d.next_attempt_at, d.last_error, l.waiting
-           FROM lanes l JOIN deliveries d ON d.seq = l.head_seq
+           FROM lanes l JOIN deliveries d ON d.id = l.head_id
           WHERE l.target = ?1 AND l.waiting > 0
-          ORDER BY l.head_seq LIMIT ?2",
+          ORDER BY d.seq LIMIT ?2",
     )?;
     let keys = stmt
         .query_map(params![target, limit], |r| {

@@ -277,7 +277,7 @@ pub(super) fn complete(
     let retry = matches!(c.next, NextState::RetryAt(_));
     // A head that ended hands its key to the next delivery waiting behind it.
     let released = match &order_key {
-        Some(key) if !retry => lanes::finish(conn, &target, key, seq)?,
+        Some(key) if !retry => lanes::finish(conn, &target, key, c.delivery_id)?,
         _ => None,
     };
     let promoted = released.as_ref().is_some_and(|r| r.next.is_some());

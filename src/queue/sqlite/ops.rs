@@ -42,10 +42,12 @@ pub(super) type Lease = (LeaseToken, i64);
 #[derive(Debug, Default)]
 pub(super) struct Placement {
     /// Stored `in_flight` under this lease (handed off), else `pending`.
+    /// Dropped by [`enqueue`] when the delivery is held.
     pub(super) lease: Option<Lease>,
     /// Its key, when its target is ordered (see `lanes`).
     pub(super) key: Option<String>,
-    /// Its key's lane has a head: stored held behind it (no due time).
+    /// Set by [`enqueue`]: its key's lane had a head, so it was stored held
+    /// behind it (pending, no due time).
     pub(super) held: bool,
 }
 
@@ -61,7 +63,7 @@ pub(super) fn enqueue(
     conn: &Connection,
     ev: &NewEvent,
     full: bool,
-    placements: &[Placement],
+    placements: &mut [Placement],
     moves: &mut Moves,
 ) -> rusqlite::Result<Enqueued> {
     let event_id = id_text(ev.id);
@@ -114,9 +116,18 @@ pub(super) fn enqueue(
          VALUES (?1, ?2, ?3, ?4, ?8, ?11, ?5, ?5, ?6, ?7, ?9, ?10, ?12)",
     )?;
     let body_len = i64::try_from(ev.body.len()).unwrap_or(i64::MAX);
-    let unplaced = Placement::default();
+    let mut unplaced = Placement::default();
     for (i, d) in ev.deliveries.iter().enumerate() {
-        let place = placements.get(i).unwrap_or(&unplaced);
+        let place = match placements.get_mut(i) {
+            Some(p) => p,
+            None => &mut unplaced,
+        };
+        if let Some(key) = &place.key {
+            place.held = lanes::join(conn, &d.target, key, d.id)?;
+            if place.held {
+                place.lease = None; // it waits for its head, not a worker
+            }
+        }
         let lease = place.lease;
         let state = match lease {
             Some(_) => DeliveryState::InFlight,
@@ -137,13 +148,6 @@ pub(super) fn enqueue(
             due,
             place.key,
         ])?;
-        if let Some(key) = &place.key {
-            if place.held {
-                lanes::hold(conn, &d.target, key)?;
-            } else {
-                lanes::open_lane(conn, &d.target, key, conn.last_insert_rowid())?;
-            }
-        }
         moves.record(&d.target, None, Some(state));
     }
     Ok(Enqueued::Stored)

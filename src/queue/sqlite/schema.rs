@@ -131,7 +131,7 @@ CREATE TABLE ordered_targets (
 CREATE TABLE lanes (
     target   TEXT NOT NULL,
     key      TEXT NOT NULL,
-    head_seq INTEGER NOT NULL,
+    head_id  TEXT NOT NULL,
     waiting  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (target, key)
 ) WITHOUT ROWID;

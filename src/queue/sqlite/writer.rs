@@ -359,22 +359,12 @@ fn enqueue(
     let full = ev
         .limits
         .is_some_and(|l| backlog.deliveries >= l.deliveries || backlog.bytes >= l.bytes);
-    let mut placements = match place(conn, &ev, shared) {
-        Ok(p) => p,
-        Err(e) => return ran(reply, Err(e)),
-    };
-    // A held delivery waits for its key's head, never for a worker.
-    let tickets: Vec<Option<Ticket>> = ev
+    let mut placements = keys(&ev, shared);
+    // A delivery that turns out held gives its credit back below.
+    let mut tickets: Vec<Option<Ticket>> = ev
         .deliveries
         .iter()
-        .zip(&placements)
-        .map(|(d, p)| {
-            if p.held {
-                None
-            } else {
-                batch.hand_off(shared, &d.target)
-            }
-        })
+        .map(|d| batch.hand_off(shared, &d.target))
         .collect();
     for (p, t) in placements.iter_mut().zip(&tickets) {
         p.lease = t.as_ref().map(|t| {
@@ -382,7 +372,15 @@ fn enqueue(
             (LeaseToken::new(), until)
         });
     }
-    let result = sql(ops::enqueue(conn, &ev, full, &placements, moves));
+    let result = sql(ops::enqueue(conn, &ev, full, &mut placements, moves));
+    // A held delivery waits for its key's head, never for a worker.
+    for (p, t) in placements.iter().zip(tickets.iter_mut()) {
+        if p.held
+            && let Some(ticket) = t.take()
+        {
+            ticket.cancel();
+        }
+    }
     let stored = matches!(result, Ok(Enqueued::Stored));
     let mut r = ran(reply, result);
     if !stored {
@@ -416,26 +414,15 @@ fn enqueue(
     r
 }
 
-/// Where each delivery of `ev` goes: its key when its target is ordered, and
-/// whether that key's lane already has a head to wait behind.
-fn place(
-    conn: &Connection,
-    ev: &NewEvent,
-    shared: &Shared,
-) -> Result<Vec<ops::Placement>, StoreError> {
+/// The key of each delivery of `ev` whose target is ordered (where it is
+/// placed is decided as it is written: see `lanes::join`).
+fn keys(ev: &NewEvent, shared: &Shared) -> Vec<ops::Placement> {
     let orderings = shared.orderings();
     ev.deliveries
         .iter()
-        .map(|d| {
-            let Some(key) = orderings.key_of(d, &ev.body) else {
-                return Ok(ops::Placement::default());
-            };
-            let held = sql(lanes::head(conn, &d.target, &key))?.is_some();
-            Ok(ops::Placement {
-                lease: None,
-                key: Some(key),
-                held,
-            })
+        .map(|d| ops::Placement {
+            key: orderings.key_of(d, &ev.body),
+            ..ops::Placement::default()
         })
         .collect()
 }
