@@ -19,10 +19,10 @@
 //! | [`event`] | decoding a verified body: JSON object, depth, schema (pure) |
 //! | [`rules`] | routes compiled into a [`rules::RoutePlan`]; event → deliveries (pure) |
 //! | [`snapshot`] | the live config: `Config` + `RoutePlan`, swapped atomically |
-//! | [`queue`] | the [`queue::DeliveryStore`] trait; its SQLite and Redis backends |
+//! | [`queue`] | the [`queue::DeliveryStore`] trait; its SQLite and Redis backends; ordered targets' lanes |
 //! | [`ingress`] | the webhook listener: verify → decode → route → enqueue → 202 |
 //! | [`targets`] | sending one attempt: http, slack, email, log |
-//! | [`delivery`] | per-target workers: claim → attempt → record, retry policy |
+//! | [`delivery`] | per-target workers: claim → attempt → record, retry policy; a target's ordering told to the store |
 //! | [`preview`] | `hookgate route`: one event's routes and rendered deliveries, sent nowhere |
 //! | [`rule_tests`] | `hookgate test`: cases of events and expectations, run through `preview` |
 //! | [`reload`] | hot reload: the one writer of the snapshot; file watch, SIGHUP |

@@ -150,8 +150,9 @@ async fn every_documented_operation_answers_as_documented() {
         r#"targets:
   ok: {{ kind: http, url: "{}" }}
   refusing: {{ kind: http, url: "{}" }}
-  down: {{ kind: http, url: "http://127.0.0.1:{}/", retry: {{ schedule: [1h] }} }}
+  down: {{ kind: http, url: "http://127.0.0.1:{}/", retry: {{ schedule: [1h] }}, ordering: {{ key: companionId }} }}
 routes:
+  - {{ name: queued, match: {{ status: queued }}, targets: [down], stop: true }}
   - {{ name: all, match: {{}}, targets: [ok, refusing, down] }}
 "#,
         ok.url("/ok"),
@@ -187,6 +188,16 @@ routes:
     reaches(&gw, &delivered, "delivered").await;
     reaches(&gw, &dead, "dead").await;
     reaches(&gw, &retrying, "retrying").await;
+    // A later event of the same chat waits behind the retrying one (`down`
+    // is ordered): the overview lists a blocked key, its detail the head.
+    let r = post_signed(
+        &gw.url("/webhooks/outrival"),
+        &event("status-changed", "VOICE", "queued", "c-1"),
+    )
+    .await;
+    assert_eq!(r.status(), 202);
+    let second: Value = r.json().await.unwrap();
+    let held = second["deliveries"][0]["id"].as_str().unwrap().to_owned();
 
     let mut c = Contract::load();
     let c = &mut c;
@@ -219,6 +230,7 @@ routes:
         (&get, one, format!("{list}/{delivered}"), None, 200),
         (&get, one, format!("{list}/{dead}"), None, 200),
         (&get, one, format!("{list}/{retrying}"), None, 200),
+        (&get, one, format!("{list}/{held}"), None, 200),
         (&get, one, format!("{list}/{unknown}"), None, 404),
         (
             &post,
@@ -246,6 +258,25 @@ routes:
         let (status, _) = call(c, &gw, method.clone(), template, &path, body).await;
         assert_eq!(status, want, "{method} {path}");
     }
+    let (_, targets) = call(
+        c,
+        &gw,
+        get.clone(),
+        "/admin/targets",
+        "/admin/targets",
+        None,
+    )
+    .await;
+    let down = targets["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "down")
+        .unwrap();
+    assert_eq!(down["ordering"]["blocked_keys"], 1, "{down}");
+    assert_eq!(down["ordering"]["blocked"][0]["head"], retrying.as_str());
+    let (_, detail) = call(c, &gw, get.clone(), one, &format!("{list}/{held}"), None).await;
+    assert_eq!(detail["waiting_for"], retrying.as_str(), "{detail}");
     // The dead letter replayed above fails again; then it is purged.
     reaches(&gw, &dead, "dead").await;
     let (s, v) = call(c, &gw, delete, purge, &format!("{purge}?all=true"), None).await;

@@ -481,3 +481,68 @@ async fn on_redis_two_replicas_keep_each_keys_order() {
         }
     }
 }
+
+#[test]
+fn check_and_route_show_the_key_a_delivery_would_get() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = ordered_yaml(dir.path(), "http://127.0.0.1:9/in", BY_COMPANION, "");
+    let config = dir.path().join("rules.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let check = std::process::Command::new(common::binary())
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{out}");
+    assert!(
+        out.contains("target crm [http], ordered by companionId"),
+        "{out}"
+    );
+
+    let v = common::dry_run(dir.path(), &yaml, &keyed_event("cmp-9", 1));
+    assert_eq!(
+        v["deliveries"][0]["ordering"],
+        serde_json::json!({"key": "companionId", "value": "\"cmp-9\""}),
+        "{v}"
+    );
+    let event = dir.path().join("event.json");
+    let text = std::process::Command::new(common::binary())
+        .args(["route", "-c"])
+        .arg(&config)
+        .arg(&event)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains(
+            "ordered by companionId: key \"cmp-9\", after earlier deliveries of that key"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_refuses_an_empty_segment_in_the_ordering_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = ordered_yaml(
+        dir.path(),
+        "http://127.0.0.1:9/in",
+        "    ordering: { key: data..id }\n",
+        "",
+    );
+    let config = dir.path().join("rules.yaml");
+    std::fs::write(&config, &yaml).unwrap();
+    let out = std::process::Command::new(common::binary())
+        .args(["check", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("targets.crm.ordering.key")
+            && stderr.contains("invalid ordering key `data..id`"),
+        "{stderr}"
+    );
+}
