@@ -23,6 +23,7 @@ pub const QUEUE_BACKLOG_DELIVERIES: &str = "hookgate_queue_backlog_deliveries";
 pub const QUEUE_BACKLOG_BYTES: &str = "hookgate_queue_backlog_bytes";
 pub const QUEUE_DEPTH: &str = "hookgate_queue_depth";
 pub const QUEUE_OLDEST_WAITING_AGE: &str = "hookgate_queue_oldest_waiting_age_seconds";
+pub const QUEUE_BLOCKED_KEYS: &str = "hookgate_queue_blocked_keys";
 pub const RATE_LIMITED_TOTAL: &str = "hookgate_rate_limited_total";
 pub const CONFIG_RELOADS_TOTAL: &str = "hookgate_config_reloads_total";
 
@@ -252,6 +253,12 @@ pub fn queue_depth(target: &str, state: &'static str, n: u64) {
 /// (0 when nothing waits); set from the store when `/metrics` is read.
 pub fn queue_oldest_waiting_age(target: &str, seconds: f64) {
     metrics::gauge!(QUEUE_OLDEST_WAITING_AGE, "target" => target.to_owned()).set(seconds);
+}
+
+/// How many keys of ordered `target` have deliveries waiting behind their
+/// head; set from the store when `/metrics` is read.
+pub fn queue_blocked_keys(target: &str, keys: u64) {
+    metrics::gauge!(QUEUE_BLOCKED_KEYS, "target" => target.to_owned()).set(keys as f64);
 }
 
 /// Count `waits` times that `target`'s worker had to wait for its rate limit

@@ -73,9 +73,10 @@ fn ordering_view(key: &str, blocked: &BlockedKeys) -> Value {
 }
 
 /// Set `hookgate_queue_oldest_waiting_age_seconds` for every configured
-/// target from the store, just before `/metrics` is rendered (a scrape is
-/// the only reader, so it is read when asked for, not kept up to date).
-/// A store that cannot answer leaves the gauges as they were.
+/// target, and `hookgate_queue_blocked_keys` for every ordered one, from the
+/// store, just before `/metrics` is rendered (a scrape is the only reader,
+/// so they are read when asked for, not kept up to date). A store that
+/// cannot answer leaves the gauges as they were.
 pub async fn publish_oldest_waiting(state: &Admin, snapshot: &crate::snapshot::Snapshot) {
     let targets = &snapshot.config.targets;
     let names = targets.iter().map(|t| t.name.clone()).collect();
@@ -88,6 +89,11 @@ pub async fn publish_oldest_waiting(state: &Admin, snapshot: &crate::snapshot::S
             &target.name,
             age_seconds(&queue, now_ms).unwrap_or(0.0),
         );
+        if target.ordering.is_some()
+            && let Ok(blocked) = state.store.blocked_keys(&target.name, 0).await
+        {
+            crate::metrics::queue_blocked_keys(&target.name, blocked.blocked);
+        }
     }
 }
 

@@ -120,9 +120,13 @@ async fn a_retrying_head_holds_back_only_its_own_key() {
     eventually(Duration::from_secs(3), "key a shows as blocked", || async {
         let (_, v) = gw.admin_get("/admin/targets").await;
         let ordering = &v["targets"][0]["ordering"];
+        let metric = gw
+            .metric("hookgate_queue_blocked_keys{target=\"crm\"}")
+            .await;
         ordering["blocked_keys"] == 1
             && ordering["blocked"][0]["head"] == head.as_str()
             && ordering["blocked"][0]["waiting"] == 3
+            && metric.as_deref() == Some("1")
     })
     .await;
 
