@@ -27,11 +27,13 @@ impl OrderingSync {
             let Some(config) = snapshot.config.target_by_name(target) else {
                 return true; // removed: the worker is stopping
             };
-            config.ordering.as_ref().map(|o| o.path.clone())
+            let wanted = config.ordering.as_ref().map(|o| o.path.as_slice());
+            // The common case, before every claim: nothing changed.
+            if self.told.as_ref().is_some_and(|t| t.as_deref() == wanted) {
+                return true;
+            }
+            wanted.map(<[String]>::to_vec)
         };
-        if self.told.as_ref() == Some(&wanted) {
-            return true;
-        }
         match ctx.store.set_ordering(target, wanted.clone()).await {
             Ok(change) => {
                 if !change.unchanged {
