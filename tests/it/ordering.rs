@@ -99,10 +99,9 @@ fn assert_strict_order(key: &str, seen: &[(u64, u16)], expected: &[u64]) {
 async fn a_retrying_head_holds_back_only_its_own_key() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Sink::start().await;
-    // The first delivery of chat `a` fails twice; each retry waits 600 ms.
+    // The first delivery of chat `a` fails twice; each retry waits 1 s.
     sink.script_for(&marker("a"), [Answer::status(503), Answer::status(503)]);
-    let retry =
-        "    retry: { schedule: [600ms, 600ms, 600ms], jitter: false }\n    concurrency: 8\n";
+    let retry = "    retry: { schedule: [1s, 1s, 1s], jitter: false }\n    concurrency: 8\n";
     let yaml = ordered_yaml(dir.path(), &sink.url("/in"), BY_COMPANION, retry);
     let gw = Gateway::start(dir.path(), &yaml).await;
     let url = gw.url("/webhooks/outrival");
@@ -111,13 +110,15 @@ async fn a_retrying_head_holds_back_only_its_own_key() {
     for seq in 2..=4 {
         accept(&url, &keyed_event("a", seq)).await;
     }
-    let posted_others = Instant::now();
+    let mut posted = HashMap::new();
     for i in 0..10 {
-        accept(&url, &keyed_event(&format!("b{i}"), 1)).await;
+        let key = format!("b{i}");
+        posted.insert(key.clone(), Instant::now());
+        accept(&url, &keyed_event(&key, 1)).await;
     }
 
     // While the head retries, the admin API names it as what blocks `a`.
-    eventually(Duration::from_secs(3), "key a shows as blocked", || async {
+    eventually(Duration::from_secs(5), "key a shows as blocked", || async {
         let (_, v) = gw.admin_get("/admin/targets").await;
         let ordering = &v["targets"][0]["ordering"];
         let metric = gw
@@ -140,8 +141,9 @@ async fn a_retrying_head_holds_back_only_its_own_key() {
     let keys = per_key(&reqs);
     assert_strict_order("a", &keys["a"], &[1, 2, 3, 4]);
     assert_eq!(keys["a"].len(), 6, "3 attempts of the head, then 1 each");
-    // The other keys were not held behind `a`'s retries: all of them
-    // arrived long before the head's third attempt (1.2 s after its first).
+    // The other keys were not held behind `a`'s retries: each arrived well
+    // within the retry delay (1 s) of being posted, and before the head got
+    // through (2 s after its first attempt).
     let head_success = reqs
         .iter()
         .find(|(k, seq, status, _)| k == "a" && *seq == 1 && *status == 200)
@@ -149,12 +151,8 @@ async fn a_retrying_head_holds_back_only_its_own_key() {
         .3;
     for (key, _, _, at) in reqs.iter().filter(|(k, ..)| k.starts_with('b')) {
         assert!(
-            *at < head_success,
+            *at < head_success && at.duration_since(posted[key]) < Duration::from_secs(1),
             "key {key} waited for the retrying head of another key"
-        );
-        assert!(
-            at.duration_since(posted_others) < Duration::from_millis(800),
-            "key {key} was delayed"
         );
     }
     // Nothing is blocked once the head is through.
@@ -433,8 +431,10 @@ async fn run_case(n: usize, case: &[Vec<u8>], sink: &Sink, urls: &[String]) {
     }
 }
 
-const FAST_RETRY: &str =
-    "    retry: { schedule: [20ms, 20ms, 20ms, 20ms], jitter: false }\n    concurrency: 4\n";
+/// Fast retries, and a breaker that does not open: a run of five failures
+/// across keys would otherwise pause the whole target for 30 s (as it
+/// should), which is not what these cases measure.
+const FAST_RETRY: &str = "    retry: { schedule: [20ms, 20ms, 20ms, 20ms], jitter: false }\n    concurrency: 4\n    circuit_breaker: { failures: 1000, cooldown: 1s }\n";
 
 #[tokio::test]
 async fn per_key_first_successes_follow_acceptance_order_under_random_failures() {
