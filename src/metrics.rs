@@ -50,8 +50,34 @@ pub fn install() -> Option<PrometheusHandle> {
                 .ok()?
                 .install_recorder()
                 .ok()
+                .inspect(spawn_upkeep)
         })
         .clone()
+}
+
+/// How often the recorder's histogram samples are folded into their buckets.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// `install_recorder` (unlike the exporter's `install`) starts no upkeep:
+/// every histogram sample (one per delivery attempt) stays raw in the
+/// recorder until a `/metrics` scrape or `run_upkeep` folds it in, so a
+/// gateway nobody scrapes grew by about 16 bytes per attempt, without end
+/// (found by heaptrack draining a million-delivery backlog;
+/// docs/performance.md). Fold them on a thread of its own, which runs
+/// whatever runtime (or none) is current, for the life of the process.
+fn spawn_upkeep(handle: &PrometheusHandle) {
+    let handle = handle.clone();
+    let spawned = std::thread::Builder::new()
+        .name("hookgate-metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                handle.run_upkeep();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded only when /metrics is scraped");
+    }
 }
 
 /// The labels whose values are names from the config.

@@ -137,13 +137,6 @@ pub(super) fn finish(
             next: None,
         }));
     }
-    let head: Option<String> = conn
-        .prepare_cached("SELECT head_id FROM lanes WHERE target = ?1 AND key = ?2")?
-        .query_row(params![target, key], |r| r.get(0))
-        .optional()?;
-    if head.as_deref() != Some(id.as_str()) {
-        return Ok(None);
-    }
     let next: Option<(i64, DeliveryId)> = conn
         .prepare_cached(
             "SELECT seq, id FROM deliveries
@@ -153,21 +146,29 @@ pub(super) fn finish(
         .query_row(params![target, key], |r| Ok((r.get(0)?, uuid_at(r, 1)?)))
         .optional()?;
     let Some((next_seq, next_id)) = next else {
-        // `waiting` said someone waited, but nobody does (a held delivery
-        // was dead-lettered or purged): the lane ends.
-        conn.prepare_cached("DELETE FROM lanes WHERE target = ?1 AND key = ?2")?
-            .execute(params![target, key])?;
-        return Ok(Some(Released {
+        // Nobody waits although `waiting` said so (a held delivery was
+        // dead-lettered or purged): a lane this delivery heads ends.
+        let gone = conn
+            .prepare_cached("DELETE FROM lanes WHERE target = ?1 AND key = ?2 AND head_id = ?3")?
+            .execute(params![target, key, id])?;
+        return Ok((gone == 1).then(|| Released {
             key: key.to_owned(),
             next: None,
         }));
     };
+    // Hand the lane on only if this delivery heads it (one that does not,
+    // a replayed one say, changes nothing).
+    let handed = conn
+        .prepare_cached(
+            "UPDATE lanes SET head_id = ?4, waiting = MAX(waiting - 1, 0)
+              WHERE target = ?1 AND key = ?2 AND head_id = ?3",
+        )?
+        .execute(params![target, key, id, id_text(next_id)])?;
+    if handed == 0 {
+        return Ok(None);
+    }
     conn.prepare_cached("UPDATE deliveries SET next_attempt_at = created_at WHERE seq = ?1")?
         .execute([next_seq])?;
-    conn.prepare_cached(
-        "UPDATE lanes SET head_id = ?3, waiting = MAX(waiting - 1, 0) WHERE target = ?1 AND key = ?2",
-    )?
-    .execute(params![target, key, id_text(next_id)])?;
     Ok(Some(Released {
         key: key.to_owned(),
         next: Some(next_id),
