@@ -6,7 +6,8 @@
 //! does not slow the others and that lanes cost no memory per idle key.
 //!
 //! `cargo bench --bench ordered_backlog` (release build; several minutes and
-//! about 0.5 GB of disk for the default size). The backlog is written with
+//! about 0.5 GB of disk for the default size). `REBUILD=1` instead times
+//! ordering (and un-ordering) such a backlog stored unordered. The backlog is written with
 //! the store directly (200-byte events, 256 concurrent enqueues), then
 //! hookgate runs in this process on that queue, delivering to a sink in this
 //! process that answers 503 to the slow key (`cmp_slow`, every KEYS-th event)
@@ -192,10 +193,41 @@ async fn run(ordered: bool, n: u64, keys: u64) {
     );
 }
 
+/// `REBUILD=1`: how long the writer takes to order an unordered backlog of
+/// `n` deliveries (a reload that adds `ordering`), and to let it go again;
+/// ingest waits for the writer meanwhile.
+async fn rebuild(n: u64, keys: u64) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let queue = dir.path().join("queue.db");
+    fill(&queue, n, keys, false).await;
+    let store = SqliteStore::open(&queue).expect("open the queue");
+    let path = Some(vec!["companionId".to_owned()]);
+    let start = Instant::now();
+    let gained = store.set_ordering("sink", path).await.expect("gain");
+    let gain = start.elapsed();
+    let start = Instant::now();
+    let lost = store.set_ordering("sink", None).await.expect("lose");
+    let lose = start.elapsed();
+    store.close().await.expect("close");
+    println!(
+        "| rebuild | {n} | {keys} | gain: {:.2} s ({} held, {} lanes) | lose: {:.2} s ({} released) |",
+        gain.as_secs_f64(),
+        gained.held,
+        gained.lanes,
+        lose.as_secs_f64(),
+        lost.released
+    );
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; nothing else is read from argv.
     let n = env("BACKLOG", 1_000_000);
     let keys = env("KEYS", 100_000);
+    if env("REBUILD", 0) == 1 {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        rt.block_on(rebuild(n, keys));
+        return;
+    }
     let variants: Vec<bool> = match std::env::var("ORDERED").as_deref() {
         Ok("1") => vec![true],
         Ok("0") => vec![false],
