@@ -177,8 +177,7 @@ fn document(cx: &mut Ctx<'_>, root: &Node, path: &Path, version: String) -> Opti
     let sources = sources::sources(cx, f.get("sources"), root);
     replay_window(cx, &dedupe, &sources, f.get("dedupe").unwrap_or(root));
     let outrival_keys = !sources.is_empty() && sources.iter().all(|s| s.schema == Schema::Outrival);
-    let around = targets::Surroundings { outrival_keys };
-    let (targets, names) = targets::targets(cx, f.get("targets"), &defaults, around);
+    let (targets, names) = targets::targets(cx, f.get("targets"), &defaults, outrival_keys);
     let mut resolver = routes::Resolver::new(&names, outrival_keys);
     let routes = resolver.routes(cx, f.get("routes"));
     let unmatched = resolver.unmatched(cx, f.get("unmatched"));

@@ -95,6 +95,9 @@ pub async fn ordered_keys_go_one_at_a_time_in_acceptance_order(store: Arc<dyn De
     assert_eq!(blocked.keys[0].head, id(&a1));
     assert_eq!(blocked.keys[0].waiting, 2);
     assert_eq!(blocked.keys[1].key, crate::rules::NO_KEY);
+    // The count alone, as the gauge reads it.
+    let count = store.blocked_keys("t", 0).await.expect("blocked_keys");
+    assert_eq!((count.blocked, count.keys.len()), (2, 0));
 
     // A retrying head holds its key back, and only its key.
     let by_id = |id: DeliveryId| heads.iter().find(|c| c.delivery_id == id).cloned();

@@ -194,26 +194,42 @@ impl Shared {
     ) -> Result<BlockedKeys, StoreError> {
         let key = |s: &str| keys::target(&self.prefix, target, s);
         let mut conn = self.conn.clone();
-        let (path, blocked, heads): (Option<String>, u64, Vec<String>) = redis::pipe()
-            .atomic()
-            .cmd("GET")
-            .arg(key("ordering"))
-            .cmd("ZCARD")
-            .arg(key("blocked"))
-            .cmd("ZRANGE")
-            .arg(key("blocked"))
-            .arg(0)
-            .arg(limit.saturating_sub(1))
-            .query_async(&mut conn)
-            .await
-            .map_err(|e| redis_error(&e))?;
-        if limit == 0 || heads.is_empty() {
+        let (path, blocked, heads): (Option<String>, u64, Vec<String>) = if limit == 0 {
+            // The count alone (for the gauge).
+            let (path, blocked) = redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(key("ordering"))
+                .cmd("ZCARD")
+                .arg(key("blocked"))
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(&e))?;
+            (path, blocked, Vec::new())
+        } else {
+            redis::pipe()
+                .atomic()
+                .cmd("GET")
+                .arg(key("ordering"))
+                .cmd("ZCARD")
+                .arg(key("blocked"))
+                .cmd("ZRANGE")
+                .arg(key("blocked"))
+                .arg(0)
+                .arg(limit - 1)
+                .query_async(&mut conn)
+                .await
+                .map_err(|e| redis_error(&e))?
+        };
+        if heads.is_empty() {
             return Ok(BlockedKeys {
                 path,
                 blocked,
                 keys: Vec::new(),
             });
         }
+        // Each key's head and wait, then the heads' records: two round trips
+        // whatever `limit` is.
         let mut pipe = redis::pipe();
         for k in &heads {
             pipe.cmd("HGET").arg(key("lanes")).arg(k);
@@ -223,21 +239,31 @@ impl Shared {
             .query_async(&mut conn)
             .await
             .map_err(|e| redis_error(&e))?;
-        let mut keys = Vec::with_capacity(heads.len());
-        for (k, pair) in heads.into_iter().zip(lanes.chunks(2)) {
-            let Some(head) = pair.first().and_then(codec::text) else {
-                continue; // the lane ended between the reads
-            };
-            let waiting = pair.get(1).and_then(codec::int).unwrap_or(0);
-            let fields: Vec<Value> = redis::cmd("HMGET")
+        let placed: Vec<(String, String, i64)> = heads
+            .into_iter()
+            .zip(lanes.chunks(2))
+            .filter_map(|(k, pair)| {
+                // A lane that ended between the reads has no head.
+                let head = pair.first().and_then(codec::text)?;
+                let waiting = pair.get(1).and_then(codec::int).unwrap_or(0);
+                Some((k, head, waiting))
+            })
+            .collect();
+        let mut pipe = redis::pipe();
+        for (_, head, _) in &placed {
+            pipe.cmd("HMGET")
                 .arg(key(&format!("d:{head}")))
                 .arg("st")
                 .arg("n")
                 .arg("next")
-                .arg("err")
-                .query_async(&mut conn)
-                .await
-                .map_err(|e| redis_error(&e))?;
+                .arg("err");
+        }
+        let records: Vec<Vec<Value>> = pipe
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        let mut keys = Vec::with_capacity(placed.len());
+        for ((k, head, waiting), fields) in placed.into_iter().zip(records) {
             let Ok(head) = head.parse::<DeliveryId>() else {
                 return Err(codec::malformed("lane head"));
             };

@@ -50,19 +50,11 @@ pub(super) type TargetNames = Vec<(String, Pos)>;
 /// The most targets one file may have (each runs a worker).
 pub(super) const MAX_TARGETS: usize = 1_000;
 
-/// What else in the file a target's keys are checked against.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Surroundings {
-    /// Every source is `schema: outrival`: warn on an `ordering.key` that is
-    /// not a field of that event.
-    pub outrival_keys: bool,
-}
-
 pub(super) fn targets(
     cx: &mut Ctx<'_>,
     node: Option<&Node>,
     defaults: &Defaults,
-    around: Surroundings,
+    outrival_keys: bool,
 ) -> (Vec<Target>, TargetNames) {
     let mut built = Vec::new();
     let mut names = Vec::new();
@@ -89,7 +81,7 @@ pub(super) fn targets(
             );
         }
         names.push((key.name.clone(), Pos::from(key)));
-        if let Some(t) = target(cx, key, value, defaults, around) {
+        if let Some(t) = target(cx, key, value, defaults, outrival_keys) {
             built.push(t);
         }
     }
@@ -101,7 +93,7 @@ fn target(
     key: &Key,
     node: &Node,
     defaults: &Defaults,
-    around: Surroundings,
+    outrival_keys: bool,
 ) -> Option<Target> {
     let path = child("targets", &key.name);
     if !is_valid_name(&key.name) {
@@ -144,7 +136,7 @@ fn target(
         Some(n) => circuit_breaker(cx, n, &f.path("circuit_breaker"), defaults.circuit_breaker),
         None => defaults.circuit_breaker,
     };
-    let ordering = f.opt(cx, "ordering", |cx, n, p| ordering(cx, n, p, around));
+    let ordering = f.opt(cx, "ordering", |cx, n, p| ordering(cx, n, p, outrival_keys));
 
     let (kind, rate_limit) = match kind? {
         "http" => (TargetKind::Http(http::http(cx, &f)?), own_rate_limit),
@@ -172,19 +164,15 @@ fn target(
     })
 }
 
-/// `ordering: { key: PATH }`.
-fn ordering(
-    cx: &mut Ctx<'_>,
-    node: &Node,
-    path: &str,
-    around: Surroundings,
-) -> Option<OrderingKey> {
+/// `ordering: { key: PATH }`. With `outrival_keys` (every source is
+/// `schema: outrival`), a path that is not a field of that event is warned of.
+fn ordering(cx: &mut Ctx<'_>, node: &Node, path: &str, outrival_keys: bool) -> Option<OrderingKey> {
     let f = cx.fields(node, path, ORDERING_KEYS)?;
     let key_node = f.required(cx, "key")?;
     let key_path = f.path("key");
     let written = cx.string(key_node, &key_path)?;
     let parts = payload_path(cx, Pos::from(key_node), &key_path, &written, "ordering key")?;
-    if around.outrival_keys {
+    if outrival_keys {
         warn_unless_outrival(cx, Pos::from(key_node), &key_path, &parts);
     }
     Some(OrderingKey {
