@@ -208,7 +208,7 @@ pub(super) fn set_ordering(
 /// Let every held delivery of `target` go (due at its acceptance time, so
 /// they leave in acceptance order) and forget its lanes and its path.
 /// Returns how many were held.
-pub(super) fn release_all(conn: &Connection, target: &str) -> rusqlite::Result<u64> {
+fn release_all(conn: &Connection, target: &str) -> rusqlite::Result<u64> {
     let released = conn
         .prepare_cached(
             "UPDATE deliveries SET next_attempt_at = created_at
